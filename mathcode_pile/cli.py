@@ -1,0 +1,120 @@
+"""``mathcode-pile``: the corpus builder's command line.
+
+``build`` runs a whole recipe; other subcommands run one stage on files (added by the stages that need them).
+Any recipe key can be overridden: ``mathcode-pile build --config R.yaml --shard_rows 50 --llm_max_concurrency 8``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from mathcode_pile.config import RecipeError
+
+logger = logging.getLogger("mathcode_pile")
+
+#: Friendly aliases for the most used overrides (``--endpoint`` reads better than ``--llm_endpoint``).
+BUILD_ALIASES = {
+    "--endpoint": "--llm_endpoint",
+    "--output": "--output_dir",
+    "--push-to-hub": "--push_to_hub",
+    "--dry-run": "--dry_run",
+    "--num-proc": "--num_proc",
+}
+
+#: Subcommands contributed by stage modules: name -> (help, configure parser, run).
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+
+
+def register_subcommand(
+    name: str, help_text: str
+) -> Callable[[Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]], None]:
+    """Decorator: ``configure(parser)`` adds arguments and returns the function that runs the command."""
+
+    def decorator(configure: Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]) -> None:
+        runner: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+        def _configure(parser: argparse.ArgumentParser) -> None:
+            runner["run"] = configure(parser)
+
+        SUBCOMMANDS[name] = (help_text, _configure, lambda args: runner["run"](args))
+
+    return decorator
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _apply_aliases(argv: Sequence[str]) -> list[str]:
+    result = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        key = BUILD_ALIASES.get(key, key)
+        result.append(f"{key}{sep}{value}" if sep else key)
+    return result
+
+
+def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mathcode_pile.pipeline import build_config_classes, build_pile, parse_build_configs
+
+    if args.help_keys:
+        from transformers import HfArgumentParser
+
+        HfArgumentParser(build_config_classes()).print_help()
+        return 0
+    configs = parse_build_configs(args.config, _apply_aliases(overrides))
+    output = build_pile(configs)
+    print(f"MathCode-Pile written to {output}  (load it with datasets.load_dataset({str(output)!r}))")
+    return 0
+
+
+def _load_subcommand_modules() -> None:
+    import mathcode_pile.stages.registry  # noqa: F401  (stage modules register their subcommands)
+
+    with __import__("contextlib").suppress(ImportError):
+        import mathcode_pile.commands  # noqa: F401
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _load_subcommand_modules()
+    parser = argparse.ArgumentParser(prog="mathcode-pile", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    build = subparsers.add_parser(
+        "build",
+        help="build a corpus from a recipe",
+        description="Build MathCode-Pile from a recipe. Extra --key value pairs override recipe keys; "
+        "--help-keys lists them all.",
+    )
+    build.add_argument("--config", help="recipe YAML, e.g. recipes/mathcode_pile/demo.yaml")
+    build.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
+    for name, (help_text, configure, _) in sorted(SUBCOMMANDS.items()):
+        configure(subparsers.add_parser(name, help=help_text, description=help_text))
+    args, unknown = parser.parse_known_args(argv)
+    setup_logging(args.verbose)
+    try:
+        if args.command == "build":
+            return _run_build(args, unknown)
+        if unknown:
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return SUBCOMMANDS[args.command][2](args)
+    except RecipeError as exc:
+        print(f"mathcode-pile: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mathcode-pile: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""``mathcode-pile build``: sources → stages (resumable) → Parquet + dataset card (→ Hub).
+
+The recipe is one flat YAML whose keys are fields of :class:`PipelineConfig`, :class:`LLMConfig` and the config class
+of every registered stage, so every key is documented by ``mathcode-pile build --help`` and can be overridden there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mathcode_pile.config import RecipeError, ValidatedConfig, parse_recipe
+from mathcode_pile.llm.cache import RequestCache
+from mathcode_pile.llm.client import LLMClient, LLMConfig
+from mathcode_pile.sources import load_sources, parse_sources
+from mathcode_pile.stages.base import STAGE_REGISTRY, Stage, StageContext, get_stage_class
+from mathcode_pile.stats import StageStats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineConfig(ValidatedConfig):
+    """What to build and where."""
+
+    dataset_name: str = field(default="MathCode-Pile", metadata={"help": "Pretty name in the dataset card."})
+    sources: list[dict[str, Any]] = field(
+        default_factory=list, metadata={"help": "List of sources (see mathcode_pile.sources.SourceSpec)."}
+    )
+    stages: list[str] = field(default_factory=list, metadata={"help": "Stage names, applied in order."})
+    output_dir: str = field(default="data/mathcode_pile", metadata={"help": "Folder of the finished dataset."})
+    work_dir: str | None = field(
+        default=None, metadata={"help": "Intermediate shards, caches, logs; default <output_dir>_work."}
+    )
+    shard_rows: int = field(default=1000, metadata={"help": "Rows per resumable work shard."})
+    parquet_rows_per_shard: int = field(default=100_000, metadata={"help": "Rows per output Parquet file."})
+    num_proc: int = field(default=1, metadata={"help": "Processes for CPU-bound stages."})
+    keep_dropped: bool = field(default=True, metadata={"help": "Keep dropped rows (with reasons) for inspection."})
+    seed: int = field(default=42, metadata={"help": "Seed for every sampling step."})
+    push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo id to publish to."})
+    hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
+    dry_run: bool = field(default=False, metadata={"help": "With push_to_hub: list what would be uploaded only."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.shard_rows < 1 or self.parquet_rows_per_shard < 1 or self.num_proc < 1:
+            raise RecipeError("shard_rows, parquet_rows_per_shard and num_proc must be >= 1")
+
+    @property
+    def resolved_work_dir(self) -> Path:
+        return Path(self.work_dir) if self.work_dir else Path(f"{self.output_dir.rstrip('/')}_work")
+
+
+def build_config_classes() -> list[type]:
+    """Pipeline + LLM configs + one config class per registered stage (deduplicated, in a stable order)."""
+    get_stage_class("translate")  # populates the registry
+    classes: list[type] = [PipelineConfig, LLMConfig]
+    for stage_class in STAGE_REGISTRY.values():
+        if stage_class.config_class not in classes:
+            classes.append(stage_class.config_class)
+    return classes
+
+
+@dataclass
+class BuildConfigs:
+    pipeline: PipelineConfig
+    llm: LLMConfig
+    stage_configs: dict[type, Any]
+    recipe: str
+
+
+def parse_build_configs(recipe_path: str | Path | None, overrides: Sequence[str] = ()) -> BuildConfigs:
+    classes = build_config_classes()
+    configs = parse_recipe(classes, recipe_path, overrides)
+    by_class = {type(c): c for c in configs}
+    pipeline = by_class[PipelineConfig]
+    if not pipeline.sources:
+        raise RecipeError(f"{recipe_path}: 'sources' is empty; a build needs at least one source")
+    parse_sources(pipeline.sources, str(recipe_path))  # validate early, with the recipe named
+    for name in pipeline.stages:
+        try:
+            get_stage_class(name)
+        except KeyError as exc:
+            raise RecipeError(f"{recipe_path}: {exc.args[0]}") from exc
+    return BuildConfigs(pipeline, by_class[LLMConfig], by_class, str(recipe_path or "command line"))
+
+
+@contextlib.contextmanager
+def open_llm(llm_config: LLMConfig, work_dir: Path, needed: bool) -> Iterator[LLMClient | None]:
+    """An LLM client for the build: the given endpoint, or the embedded model served for the duration."""
+    if not needed:
+        yield None
+        return
+    cache = RequestCache(llm_config.llm_cache_path or work_dir / "llm_cache.sqlite")
+    try:
+        if llm_config.llm_endpoint:
+            yield LLMClient(llm_config, cache)
+            return
+        from mathcode_pile.llm.embedded import EMBEDDED_GGUF_NAME
+        from mathcode_pile.llm.local_server import LocalLlamaServer
+
+        with LocalLlamaServer(log_path=work_dir / "llama_server.log") as server:
+            model = llm_config.llm_model if llm_config.llm_model != "tgi" else EMBEDDED_GGUF_NAME
+            yield LLMClient(dataclasses.replace(llm_config, llm_endpoint=server.url, llm_model=model), cache)
+    finally:
+        cache.close()
+
+
+def build_pile(configs: BuildConfigs) -> Path:
+    """Run the whole build described by ``configs``; returns the output folder."""
+    from mathcode_pile.assemble import assemble_corpus
+    from mathcode_pile.hub import push_folder_to_hub
+
+    pipeline = configs.pipeline
+    work_dir = pipeline.resolved_work_dir
+    output_dir = Path(pipeline.output_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    specs = parse_sources(pipeline.sources, configs.recipe)
+    logger.info("loading %d source(s): %s", len(specs), ", ".join(s.name for s in specs))
+    dataset, load_stats, fingerprint = load_sources(specs, work_dir / "00_load_sources")
+    all_stats: list[StageStats] = [load_stats]
+    logger.info("loaded %d documents (dropped %s)", len(dataset), dict(load_stats.dropped))
+    stage_classes = [get_stage_class(name) for name in pipeline.stages]
+    with open_llm(configs.llm, work_dir, any(c.is_async for c in stage_classes)) as llm:
+        context = StageContext(work_dir=work_dir, llm=llm, num_proc=pipeline.num_proc, seed=pipeline.seed)
+        for index, stage_class in enumerate(stage_classes, start=1):
+            stage: Stage = stage_class(configs.stage_configs[stage_class.config_class], context)
+            logger.info("stage %d/%d: %s on %d rows", index, len(stage_classes), stage.name, len(dataset))
+            from mathcode_pile.runner import run_stage
+
+            result = run_stage(
+                stage,
+                dataset,
+                fingerprint,
+                work_dir / f"{index:02d}_{stage.name}",
+                shard_rows=pipeline.shard_rows,
+                keep_dropped=pipeline.keep_dropped,
+            )
+            dataset, fingerprint = result.dataset, result.fingerprint
+            all_stats.append(result.stats)
+        model = llm.config.llm_model if llm is not None else None
+    assemble_corpus(
+        dataset,
+        all_stats,
+        output_dir,
+        pretty_name=pipeline.dataset_name,
+        recipe=configs.recipe,
+        kinds={s.name: s.kind for s in specs},
+        rows_per_shard=pipeline.parquet_rows_per_shard,
+        load_target=pipeline.push_to_hub,
+        model=model,
+    )
+    logger.info("build finished in %.1fs: %s", time.perf_counter() - started, output_dir)
+    if pipeline.push_to_hub:
+        push_folder_to_hub(
+            output_dir, pipeline.push_to_hub, "dataset", private=pipeline.hub_private, dry_run=pipeline.dry_run
+        )
+    return output_dir

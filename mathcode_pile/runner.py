@@ -1,0 +1,178 @@
+"""Run one stage over a dataset in resumable work shards.
+
+Each stage writes ``<stage_dir>/shard-NNNNN.parquet`` (kept rows), optionally ``shard-NNNNN.dropped.parquet``, and
+last a ``shard-NNNNN.done.json`` marker holding the shard's counters and the stage fingerprint. A rerun skips every
+shard whose marker carries the current fingerprint, so ``kill -9`` loses at most the shard in progress (and an LLM
+stage re-reads that shard's finished requests from the request cache). The fingerprint covers the input, the stage's
+name, version and config, so changing any of them recomputes instead of reusing stale rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+
+from mathcode_pile.stages.base import DROP_COLUMN, Stage
+from mathcode_pile.stats import StageStats
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT_FILE = "fingerprint.txt"
+SUCCESS_FILE = "_SUCCESS.json"
+
+
+@dataclass
+class StageResult:
+    dataset: Dataset
+    stats: StageStats
+    fingerprint: str
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_write_parquet(dataset: Dataset, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    dataset.to_parquet(str(tmp))
+    os.replace(tmp, path)
+
+
+def load_parquet_files(files: list[Path], cache_dir: Path) -> Dataset:
+    """Concatenate shard files into one memory-mapped dataset (order of ``files`` is kept)."""
+    if not files:
+        return Dataset.from_dict({})
+    import pyarrow.parquet as pq
+
+    tables = [pq.read_table(f) for f in files]
+    non_empty = [t for t in tables if t.num_rows] or tables[:1]
+    import pyarrow as pa
+
+    table = pa.concat_tables(non_empty, promote_options="default")
+    return Dataset(table)
+
+
+def _shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
+    num_shards = max(1, math.ceil(num_rows / shard_rows))
+    return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(num_shards)]
+
+
+def _make_map_function(stage: Stage) -> Any:
+    if stage.is_async:
+
+        async def apply_async(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+            return await stage.aprocess_batch(batch)
+
+        return apply_async
+
+    def apply(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        return stage.process_batch(batch)
+
+    return apply
+
+
+def _split_kept_dropped(mapped: Dataset) -> tuple[Dataset, Dataset | None, Counter[str]]:
+    if DROP_COLUMN not in mapped.column_names:
+        return mapped, None, Counter()
+    reasons = mapped[DROP_COLUMN]
+    kept_idx = [i for i, reason in enumerate(reasons) if reason is None]
+    dropped_idx = [i for i, reason in enumerate(reasons) if reason is not None]
+    dropped_counts = Counter(reason for reason in reasons if reason is not None)
+    kept = mapped.select(kept_idx).remove_columns(DROP_COLUMN)
+    dropped = mapped.select(dropped_idx) if dropped_idx else None
+    return kept, dropped, dropped_counts
+
+
+def run_stage(
+    stage: Stage,
+    dataset: Dataset,
+    input_fingerprint: str,
+    stage_dir: Path,
+    shard_rows: int = 1000,
+    keep_dropped: bool = True,
+) -> StageResult:
+    """Apply ``stage`` to ``dataset`` shard by shard, resuming from finished shards; returns kept rows + stats."""
+    fingerprint = stage.fingerprint(input_fingerprint)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint_path = stage_dir / FINGERPRINT_FILE
+    if fingerprint_path.exists() and fingerprint_path.read_text().strip() != fingerprint:
+        logger.info("stage %s: input or config changed, discarding its previous shards", stage.name)
+        shutil.rmtree(stage_dir)
+        stage_dir.mkdir(parents=True)
+    _atomic_write_text(fingerprint_path, fingerprint + "\n")
+
+    bounds = _shard_bounds(len(dataset), shard_rows)
+    stats = StageStats(stage=stage.name)
+    kept_files: list[Path] = []
+    map_function = _make_map_function(stage)
+    num_proc = None if stage.is_async or stage.context.num_proc <= 1 else stage.context.num_proc
+    resumed = 0
+    for index, (start, end) in enumerate(bounds):
+        kept_path = stage_dir / f"shard-{index:05d}.parquet"
+        marker_path = stage_dir / f"shard-{index:05d}.done.json"
+        if marker_path.exists():
+            marker = json.loads(marker_path.read_text(encoding="utf-8"))
+            if marker["fingerprint"] == fingerprint and kept_path.exists():
+                stats = stats.merge(StageStats.from_dict(marker["stats"]))
+                kept_files.append(kept_path)
+                resumed += 1
+                continue
+        started = time.perf_counter()
+        counters_before = Counter(stage.extra_counters())
+        part = dataset.select(range(start, end))
+        if len(part):
+            mapped = part.map(
+                map_function,
+                batched=True,
+                batch_size=stage.batch_size,
+                num_proc=num_proc if num_proc and len(part) >= 2 * num_proc else None,
+                remove_columns=part.column_names,
+                keep_in_memory=True,
+                load_from_cache_file=False,
+                new_fingerprint=f"{fingerprint}-{index:05d}",
+                desc=f"{stage.name} [shard {index + 1}/{len(bounds)}]",
+            )
+        else:
+            mapped = part
+        kept, dropped, dropped_counts = _split_kept_dropped(mapped)
+        shard_stats = StageStats(
+            stage=stage.name,
+            rows_in=len(part),
+            rows_kept=len(kept),
+            dropped=dropped_counts,
+            seconds=time.perf_counter() - started,
+            extra=(stage.extra_counters() - counters_before) + stage.summarize(kept),
+        )
+        _atomic_write_parquet(kept, kept_path)
+        if keep_dropped and dropped is not None:
+            _atomic_write_parquet(dropped, stage_dir / f"shard-{index:05d}.dropped.parquet")
+        _atomic_write_text(
+            marker_path, json.dumps({"fingerprint": fingerprint, "stats": shard_stats.to_dict()}, indent=2) + "\n"
+        )
+        stats = stats.merge(shard_stats)
+        kept_files.append(kept_path)
+    if resumed:
+        logger.info("stage %s: resumed %d of %d shard(s) from %s", stage.name, resumed, len(bounds), stage_dir)
+    _atomic_write_text(stage_dir / SUCCESS_FILE, json.dumps(stats.to_dict(), indent=2) + "\n")
+    logger.info(
+        "stage %s: %d in, %d kept, %d dropped %s (%s)",
+        stage.name,
+        stats.rows_in,
+        stats.rows_kept,
+        stats.rows_dropped,
+        dict(stats.dropped),
+        stage_dir,
+    )
+    return StageResult(load_parquet_files(kept_files, stage_dir), stats, fingerprint)
