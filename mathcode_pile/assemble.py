@@ -19,6 +19,7 @@ from mathcode_pile.card import (
     render_dataset_card,
     validate_dataset_card,
 )
+from mathcode_pile.runner import write_parquet
 from mathcode_pile.stats import StageStats, save_stats
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def write_parquet_shards(dataset: Dataset, data_dir: Path, rows_per_shard: int, 
     for index in range(num_shards):
         shard = dataset.select(range(index * rows_per_shard, min(len(dataset), (index + 1) * rows_per_shard)))
         path = data_dir / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
-        shard.to_parquet(str(path))
+        write_parquet(shard, path)
         paths.append(path)
     return paths
 

@@ -94,6 +94,21 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     return data
 
 
+_NOT_GIVEN = object()
+
+
+def parse_overrides(parser: Any, overrides: Sequence[str], known: set[str], source: str) -> dict[str, Any]:
+    """The ``--key value`` pairs actually given, converted by the parser's types (defaults are left out)."""
+    parser.set_defaults(**dict.fromkeys(known, _NOT_GIVEN))
+    try:
+        namespace, remaining = parser.parse_known_args(list(overrides))
+    except SystemExit as exc:  # argparse exits on a bad value; callers need an exception they can report
+        raise RecipeError(f"{source}: invalid command-line override(s) {list(overrides)}") from exc
+    if remaining:
+        raise RecipeError(f"unknown command-line option(s) {remaining}; valid keys are: {sorted(known)}")
+    return {k: v for k, v in vars(namespace).items() if v is not _NOT_GIVEN}
+
+
 def parse_recipe(
     config_classes: Sequence[type],
     recipe_path: str | Path | None = None,
@@ -101,7 +116,9 @@ def parse_recipe(
 ) -> list[Any]:
     """Build one instance per class from a YAML recipe plus ``--key value`` overrides (overrides win).
 
-    Unknown keys in either are errors: a typo must not silently fall back to a default.
+    ``HfArgumentParser`` gives every field its ``--help`` text and command-line conversion; YAML values are passed to
+    the dataclasses as they are and checked by :class:`ValidatedConfig`. Unknown keys in either are errors: a typo
+    must not silently fall back to a default.
     """
     from transformers import HfArgumentParser
 
@@ -114,16 +131,14 @@ def parse_recipe(
         unknown = sorted(set(values) - known)
         if unknown:
             raise RecipeError(f"{recipe_path}: unknown key(s) {unknown}; valid keys are: {sorted(known)}")
-        parser.set_defaults(**values)
-    try:
-        parsed = parser.parse_args_into_dataclasses(args=list(overrides), return_remaining_strings=True)
-    except RecipeError as exc:
-        raise RecipeError(f"{source}: {exc}") from exc
-    except SystemExit as exc:  # argparse exits on bad CLI values; turn that into an error callers can report
-        raise RecipeError(f"{source}: invalid command-line override(s) {list(overrides)}") from exc
-    *configs, remaining = parsed
-    if remaining:
-        raise RecipeError(f"unknown command-line option(s) {remaining}; valid keys are: {sorted(known)}")
+    values.update(parse_overrides(parser, overrides, known, source))
+    configs = []
+    for cls in config_classes:
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            configs.append(cls(**{k: v for k, v in values.items() if k in names}))
+        except (RecipeError, TypeError, ValueError) as exc:
+            raise RecipeError(f"{source}: {exc}") from exc
     return configs
 
 

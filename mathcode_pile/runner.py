@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from datasets import Dataset
 
 from mathcode_pile.stages.base import DROP_COLUMN, Stage
@@ -44,24 +46,20 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _atomic_write_parquet(dataset: Dataset, path: Path) -> None:
+def write_parquet(dataset: Dataset, path: Path) -> None:
+    """Write ``dataset`` (features kept in the schema metadata) atomically: a reader never sees a partial file."""
     tmp = path.with_name(path.name + ".tmp")
-    dataset.to_parquet(str(tmp))
+    pq.write_table(dataset.with_format("arrow")[:], tmp)
     os.replace(tmp, path)
 
 
-def load_parquet_files(files: list[Path], cache_dir: Path) -> Dataset:
-    """Concatenate shard files into one memory-mapped dataset (order of ``files`` is kept)."""
+def load_parquet_files(files: list[Path]) -> Dataset:
+    """Concatenate shard files, in order, into one dataset."""
     if not files:
         return Dataset.from_dict({})
-    import pyarrow.parquet as pq
-
     tables = [pq.read_table(f) for f in files]
     non_empty = [t for t in tables if t.num_rows] or tables[:1]
-    import pyarrow as pa
-
-    table = pa.concat_tables(non_empty, promote_options="default")
-    return Dataset(table)
+    return Dataset(pa.concat_tables(non_empty, promote_options="default"))
 
 
 def _shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
@@ -155,9 +153,9 @@ def run_stage(
             seconds=time.perf_counter() - started,
             extra=(stage.extra_counters() - counters_before) + stage.summarize(kept),
         )
-        _atomic_write_parquet(kept, kept_path)
+        write_parquet(kept, kept_path)
         if keep_dropped and dropped is not None:
-            _atomic_write_parquet(dropped, stage_dir / f"shard-{index:05d}.dropped.parquet")
+            write_parquet(dropped, stage_dir / f"shard-{index:05d}.dropped.parquet")
         _atomic_write_text(
             marker_path, json.dumps({"fingerprint": fingerprint, "stats": shard_stats.to_dict()}, indent=2) + "\n"
         )
@@ -175,4 +173,4 @@ def run_stage(
         dict(stats.dropped),
         stage_dir,
     )
-    return StageResult(load_parquet_files(kept_files, stage_dir), stats, fingerprint)
+    return StageResult(load_parquet_files(kept_files), stats, fingerprint)

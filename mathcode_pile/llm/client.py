@@ -78,8 +78,10 @@ class LLMRequestError(RuntimeError):
 
 def is_transient(error: BaseException) -> bool:
     """True for failures worth retrying: rate limits, overload, 5xx, timeouts, dropped or refused connections."""
-    from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OverloadedError
+    from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled, OverloadedError
 
+    if isinstance(error, OfflineModeIsEnabled):
+        return False
     if isinstance(error, OverloadedError | InferenceTimeoutError | TimeoutError | asyncio.TimeoutError):
         return True
     if isinstance(error, HfHubHTTPError):
@@ -93,6 +95,19 @@ def is_transient(error: BaseException) -> bool:
         return isinstance(error, httpx2.TransportError)
     except ImportError:  # pragma: no cover - huggingface_hub always brings its HTTP library
         return False
+
+
+def _use_plain_http_session(client: Any) -> None:
+    """Give the inference client an HTTP session without huggingface_hub's Hub hooks.
+
+    ``HF_HUB_OFFLINE=1`` (what offline users set to keep the Hub away) makes every huggingface_hub session refuse all
+    URLs, including a local llama.cpp or TGI server the user chose explicitly. The endpoint is not the Hub, so it gets
+    a plain session; errors are still raised by the client's own status check.
+    """
+    import httpx2
+
+    if hasattr(client, "_async_client") and client._async_client is None:
+        client._async_client = httpx2.AsyncClient(timeout=None)
 
 
 class LLMClient:
@@ -120,6 +135,7 @@ class LLMClient:
             client = AsyncInferenceClient(
                 base_url=self.config.llm_endpoint, timeout=self.config.llm_timeout_s, api_key=self.config.llm_api_key
             )
+            _use_plain_http_session(client)
             semaphore = asyncio.Semaphore(self.config.llm_max_concurrency)
             semaphore._mathcode_loop = loop  # type: ignore[attr-defined]
             state = (client, semaphore)

@@ -23,6 +23,17 @@ from mathcode_pile.llm.embedded import find_embedded_gguf
 logger = logging.getLogger(__name__)
 
 
+def _die_with_parent() -> None:
+    """Runs in the server child before exec: ask Linux to SIGTERM it when its parent dies (even by ``kill -9``)."""
+    try:
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the context manager still stops it on every normal path
+        pass
+
+
 def find_free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,7 +92,9 @@ class LocalLlamaServer:
         logger.info("starting embedded llama.cpp server on %s (log: %s)", self.url, self.log_path)
         log_file = self.log_path.open("ab")
         # A new session keeps terminal Ctrl-C away from the child: we stop it ourselves, after our own cleanup.
-        self.process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+        )
         log_file.close()
         self._install_sigterm_handler()
         try:

@@ -1,0 +1,90 @@
+"""The LLM client against the real embedded llama.cpp server, directly and through a fault-injecting proxy."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from mathcode_pile.llm import LLMClient, LLMConfig, LLMRequestError, RequestCache
+from mathcode_pile.llm.cache import request_key
+from tests.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.slow
+
+
+def make_client(endpoint: str, tmp_path: Path, **overrides: object) -> LLMClient:
+    config = LLMConfig(
+        llm_endpoint=endpoint,
+        llm_model="smollm2-test",
+        llm_backoff_initial_s=0.05,
+        llm_backoff_max_s=0.2,
+        **overrides,  # type: ignore[arg-type]
+    )
+    return LLMClient(config, RequestCache(tmp_path / "cache.sqlite"))
+
+
+async def ask_many(client: LLMClient, prompts: list[str], max_new_tokens: int = 8) -> list[str]:
+    responses = await asyncio.gather(
+        *(client.generate(prompt=p, max_new_tokens=max_new_tokens, temperature=0.0) for p in prompts)
+    )
+    return [r.text for r in responses]
+
+
+PROMPTS = [f"What is {a} plus {a}? Answer with a number." for a in range(1, 7)]
+
+
+def test_request_key_ignores_key_order_but_not_content() -> None:
+    assert request_key({"a": 1, "b": [1, 2]}) == request_key({"b": [1, 2], "a": 1})
+    assert request_key({"a": 1}) != request_key({"a": 2})
+
+
+def test_concurrent_requests_then_rerun_makes_no_new_request(embedded_server, tmp_path: Path) -> None:
+    client = make_client(embedded_server.url, tmp_path, llm_max_concurrency=3)
+    first = asyncio.run(ask_many(client, PROMPTS))
+    assert len(first) == len(PROMPTS) and all(isinstance(t, str) for t in first)
+    assert client.counters["requests"] == len(PROMPTS)
+    assert client.counters["completion_tokens"] > 0
+
+    # a new client (as after a restart) on the same cache file: every answer comes back, nothing is sent
+    rerun = make_client(embedded_server.url, tmp_path, llm_max_concurrency=3)
+    second = asyncio.run(ask_many(rerun, PROMPTS))
+    assert second == first
+    assert rerun.counters["requests"] == 0
+    assert rerun.counters["cache_hits"] == len(PROMPTS)
+
+
+def test_cache_key_includes_generation_parameters(embedded_server, tmp_path: Path) -> None:
+    client = make_client(embedded_server.url, tmp_path)
+    asyncio.run(client.generate(prompt=PROMPTS[0], max_new_tokens=4))
+    asyncio.run(client.generate(prompt=PROMPTS[0], max_new_tokens=5))
+    assert client.counters["requests"] == 2 and client.counters["cache_hits"] == 0
+
+
+def test_transient_faults_are_retried_until_every_request_succeeds(embedded_server, tmp_path: Path) -> None:
+    script = ["429", "503", "hang", "drop", "429", "503"]
+    with FaultProxy(embedded_server.url, script=script, hang_s=6.0) as proxy:
+        client = make_client(proxy.url, tmp_path, llm_max_concurrency=2, llm_timeout_s=2.0, llm_max_retries=8)
+        texts = asyncio.run(ask_many(client, PROMPTS[:4]))
+    assert len(texts) == 4
+    assert client.counters["retries"] == len(script)
+    assert proxy.counts["forwarded"] == 4
+    for fault in ("429", "503", "hang", "drop"):
+        assert proxy.counts[fault] >= 1
+
+
+def test_persistent_failure_ends_in_clear_error_after_the_retry_cap(embedded_server, tmp_path: Path) -> None:
+    with FaultProxy(embedded_server.url, always="503") as proxy:
+        client = make_client(proxy.url, tmp_path, llm_max_retries=3)
+        with pytest.raises(LLMRequestError, match=r"failed after 4 attempt\(s\).*past the retry cap"):
+            asyncio.run(client.generate(prompt="hello", max_new_tokens=2))
+    assert proxy.counts["received"] == 4
+    assert client.counters["failures"] == 1
+
+
+def test_client_errors_are_not_retried(embedded_server, tmp_path: Path) -> None:
+    client = make_client(embedded_server.url + "/no-such-route", tmp_path, llm_max_retries=5)
+    with pytest.raises(LLMRequestError, match="non-retryable"):
+        asyncio.run(client.generate(prompt="hello", max_new_tokens=2))
+    assert client.counters["requests"] == 1

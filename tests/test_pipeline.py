@@ -1,0 +1,118 @@
+"""End to end: sources → LLM stage through the real server → Parquet + card → ``load_dataset``; resume after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from datasets import load_dataset
+
+from mathcode_pile.card import validate_dataset_card
+from mathcode_pile.pipeline import build_pile, parse_build_configs
+from tests.fault_proxy import FaultProxy
+
+pytestmark = pytest.mark.slow
+
+SAMPLE = "mathcode_pile/data/samples/aqua_rat.jsonl"
+
+
+def write_recipe(tmp_path: Path, docs: int, shard_rows: int) -> Path:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"""dataset_name: Test Pile
+output_dir: {tmp_path / "out"}
+shard_rows: {shard_rows}
+sources:
+  - name: aqua_rat
+    path: {SAMPLE}
+    text_template: "{{question}}\\n\\n{{rationale}}"
+    max_docs: {docs}
+stages: [translate]
+translate_max_new_tokens: 48
+llm_max_concurrency: 2
+llm_model: smollm2-test
+""",
+        encoding="utf-8",
+    )
+    return recipe
+
+
+def test_build_writes_a_loadable_dataset_and_a_rerun_pays_nothing(
+    embedded_server, tmp_path: Path, repo_root: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(repo_root)
+    recipe = write_recipe(tmp_path, docs=4, shard_rows=2)
+    with FaultProxy(embedded_server.url) as proxy:
+        output = build_pile(parse_build_configs(recipe, ["--llm_endpoint", proxy.url]))
+        assert proxy.counts["forwarded"] == 4
+
+        dataset = load_dataset(str(output), split="train")
+        assert len(dataset) == 4
+        assert set(dataset.column_names) == {"id", "text", "source", "metadata", "translation_response"}
+        assert dataset["source"] == ["aqua_rat"] * 4
+        assert all(dataset["translation_response"])
+
+        card_text = (output / "README.md").read_text()
+        validate_dataset_card(card_text, output)
+        assert "| translate | 4 | 4 | 0 |" in card_text
+        stats = json.loads((output / "stats.json").read_text())
+        assert [s["stage"] for s in stats] == ["load_sources", "translate"]
+        assert stats[1]["extra"]["llm_requests"] == 4
+
+        # forget the finished shards: the stage runs again but every answer comes from the request cache
+        for marker in (tmp_path / "out_work" / "01_translate").glob("*.done.json"):
+            marker.unlink()
+        build_pile(parse_build_configs(recipe, ["--llm_endpoint", proxy.url]))
+        assert proxy.counts["forwarded"] == 4
+    rerun_stats = json.loads((output / "stats.json").read_text())
+    assert rerun_stats[1]["extra"].get("llm_requests", 0) == 0
+    assert rerun_stats[1]["extra"]["llm_cache_hits"] == 4
+    assert load_dataset(str(output), split="train")["translation_response"] == dataset["translation_response"]
+
+
+def build_command(recipe: Path, endpoint: str, output: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "mathcode_pile.cli", "build", "--config", str(recipe),
+        "--endpoint", endpoint, "--output", str(output),
+    ]  # fmt: skip
+
+
+def test_kill_minus_9_then_rerun_gives_byte_identical_output(
+    embedded_server, tmp_path: Path, repo_root: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(repo_root)
+    recipe = write_recipe(tmp_path, docs=8, shard_rows=2)
+    reference = tmp_path / "reference"
+    subprocess.run(build_command(recipe, embedded_server.url, reference), check=True, capture_output=True)
+
+    resumed = tmp_path / "resumed"
+    stage_dir = Path(f"{resumed}_work") / "01_translate"
+    with FaultProxy(embedded_server.url) as proxy:
+        process = subprocess.Popen(
+            build_command(recipe, proxy.url, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 240
+        while not (stage_dir / "shard-00001.done.json").exists():
+            assert process.poll() is None, "the build ended before it could be killed"
+            assert time.monotonic() < deadline, "the build made no progress"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        paid_before_kill = set(proxy.completed_bodies)
+        assert not (resumed / "data").exists()
+
+        subprocess.run(build_command(recipe, proxy.url, resumed), check=True, capture_output=True)
+
+    # every request answered before the kill came from the cache afterwards: none was paid twice
+    assert all(proxy.completed_bodies[body] == 1 for body in paid_before_kill)
+    assert len(proxy.completed_bodies) == 8
+    reference_files = sorted(p.name for p in (reference / "data").iterdir())
+    assert reference_files == sorted(p.name for p in (resumed / "data").iterdir())
+    for name in reference_files:
+        assert (reference / "data" / name).read_bytes() == (resumed / "data" / name).read_bytes()

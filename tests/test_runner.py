@@ -1,0 +1,112 @@
+"""The stage framework: counters, drop reasons, resumable shards, fingerprints, num_proc."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+
+from mathcode_pile.config import ValidatedConfig
+from mathcode_pile.runner import run_stage
+from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext
+
+
+@dataclass
+class LengthFilterConfig(ValidatedConfig):
+    min_chars: int = field(default=3, metadata={"help": "shorter texts are dropped"})
+
+
+CALLS: Counter[str] = Counter()
+
+
+class LengthFilterStage(Stage):
+    """Drops short texts, upper-cases the rest; counts its calls so tests can see what was recomputed."""
+
+    name = "length_filter"
+    config_class = LengthFilterConfig
+    batch_size = 4
+
+    def process_batch(self, batch: Batch) -> Batch:
+        CALLS["batches"] += 1
+        reasons = [None if len(t) >= self.config.min_chars else "too_short" for t in batch["text"]]
+        return {**batch, "text": [t.upper() for t in batch["text"]], DROP_COLUMN: reasons}
+
+
+def make_dataset(n: int = 20) -> Dataset:
+    return Dataset.from_dict({"id": [str(i) for i in range(n)], "text": ["x" * (i % 6) for i in range(n)]})
+
+
+def run(tmp_path: Path, dataset: Dataset, min_chars: int = 3, num_proc: int = 1, shard_rows: int = 6):
+    stage = LengthFilterStage(LengthFilterConfig(min_chars=min_chars), StageContext(tmp_path, num_proc=num_proc))
+    return run_stage(stage, dataset, "input-fp", tmp_path / "stage", shard_rows=shard_rows)
+
+
+def test_counts_kept_and_dropped_by_reason(tmp_path: Path) -> None:
+    result = run(tmp_path, make_dataset())
+    expected_kept = sum(1 for i in range(20) if i % 6 >= 3)
+    assert result.stats.rows_in == 20
+    assert result.stats.rows_kept == expected_kept == len(result.dataset)
+    assert result.stats.dropped == Counter({"too_short": 20 - expected_kept})
+    assert DROP_COLUMN not in result.dataset.column_names
+    assert all(t.isupper() for t in result.dataset["text"])
+    dropped_files = sorted((tmp_path / "stage").glob("*.dropped.parquet"))
+    assert sum(len(Dataset.from_parquet(str(f))) for f in dropped_files) == 20 - expected_kept
+    summary = json.loads((tmp_path / "stage" / "_SUCCESS.json").read_text())
+    assert summary["rows_dropped"] == 20 - expected_kept
+
+
+def test_rerun_skips_finished_shards_and_gives_the_same_rows(tmp_path: Path) -> None:
+    first = run(tmp_path, make_dataset())
+    CALLS.clear()
+    second = run(tmp_path, make_dataset())
+    assert CALLS["batches"] == 0
+    assert second.dataset.to_list() == first.dataset.to_list()
+    assert {**second.stats.to_dict(), "seconds": 0} == {**first.stats.to_dict(), "seconds": 0}
+
+
+def test_missing_marker_recomputes_only_that_shard(tmp_path: Path) -> None:
+    first = run(tmp_path, make_dataset())
+    (tmp_path / "stage" / "shard-00002.done.json").unlink()
+    CALLS.clear()
+    second = run(tmp_path, make_dataset())
+    assert CALLS["batches"] == 2  # shard 2 holds 6 rows = 2 batches of 4
+    assert second.dataset.to_list() == first.dataset.to_list()
+
+
+def test_config_change_invalidates_previous_shards(tmp_path: Path) -> None:
+    run(tmp_path, make_dataset(), min_chars=3)
+    CALLS.clear()
+    changed = run(tmp_path, make_dataset(), min_chars=5)
+    assert CALLS["batches"] > 0
+    assert changed.stats.rows_kept == sum(1 for i in range(20) if i % 6 >= 5)
+
+
+def test_version_bump_changes_the_fingerprint(tmp_path: Path) -> None:
+    stage = LengthFilterStage(LengthFilterConfig(), StageContext(tmp_path))
+    before = stage.fingerprint("x")
+
+    class Bumped(LengthFilterStage):
+        version = "2"
+
+    assert Bumped(LengthFilterConfig(), StageContext(tmp_path)).fingerprint("x") != before
+    assert stage.fingerprint("y") != before
+
+
+def test_num_proc_gives_the_same_output(tmp_path: Path) -> None:
+    single = run(tmp_path / "one", make_dataset(40), num_proc=1, shard_rows=40)
+    double = run(tmp_path / "two", make_dataset(40), num_proc=2, shard_rows=40)
+    assert double.dataset.to_list() == single.dataset.to_list()
+
+
+def test_empty_input_produces_empty_output(tmp_path: Path) -> None:
+    result = run(tmp_path, make_dataset(0))
+    assert len(result.dataset) == 0 and result.stats.rows_in == 0
+
+
+def test_wrong_config_type_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="needs a LengthFilterConfig"):
+        LengthFilterStage(object(), StageContext(tmp_path))
