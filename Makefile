@@ -7,9 +7,42 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 MODEL ?= tiny
 RECIPE ?= recipes/mathcode_pile/demo.yaml
+# make eval MODEL=<folder|hub id|smollm2> [BACKEND=hf|vllm|local-completions] [BASE_URL=http://host:port] [LIMIT=20]
+BACKEND ?= hf
+LIMIT ?=
+BASE_URL ?=
+# MODEL=smollm2 (the embedded model) takes the CPU smoke recipe: generations capped at 128 tokens
+EVAL_RECIPE ?= recipes/eval/$(if $(filter smollm2,$(MODEL)),mathcoder2_smoke,mathcoder2).yaml
+# local test sets when present (offline); EVAL_DATA= (empty) reads the Hub datasets instead
+EVAL_DATA ?= $(wildcard $(or $(MATHCODE_SHARED),../shared)/benchmarks)
+EVAL_ARGS ?=
 PYTEST_ARGS ?=
+# make train: MODEL short name -> continued-pretraining recipe; extra recipe overrides go in TRAIN_ARGS
+CPT_RECIPE_llama3 := recipes/Llama-3-8B/cpt/config_full.yaml
+CPT_RECIPE_deepseekmath := recipes/DeepSeekMath-7B-base/cpt/config_full.yaml
+CPT_RECIPE_mistral := recipes/Mistral-7B-v0.1/cpt/config_full.yaml
+CPT_RECIPE_codellama := recipes/CodeLlama-7B/cpt/config_full.yaml
+CPT_RECIPE_smollm2 := recipes/SmolLM2-135M-Instruct/cpt/config_full.yaml
+CPT_RECIPE_tiny := recipes/tiny-llama/cpt/config_full.yaml
+# the CPU smoke models are made offline; the others are Hub ids launched through Accelerate on GPUs
+LOCAL_MODELS := tiny smollm2
+ACCELERATE_CONFIG ?= recipes/accelerate_configs/zero3.yaml
+TRAIN_ARGS ?=
+# make train-lce / eval-lce: MathCoder LCE fine-tuning and code-executing evaluation
+LCE_RECIPE_llama2 := recipes/Llama-2-7B/sft/config_lce.yaml
+LCE_RECIPE_codellama := recipes/CodeLlama-7B/sft/config_lce.yaml
+LCE_RECIPE_smollm2 := recipes/SmolLM2-135M-Instruct/sft/config_lce.yaml
+LCE_RECIPE_tiny := recipes/tiny-llama/sft/config_lce.yaml
+LCE_TRAIN_ARGS ?=
+# eval-lce MODEL=<folder|hub id|smollm2|tiny>: smollm2 is the converted embedded model, tiny the output of train-lce
+LCE_EVAL_MODEL_smollm2 := outputs/models/smollm2
+LCE_EVAL_MODEL_tiny := outputs/tiny-lce
+LCE_EVAL_MODEL = $(or $(LCE_EVAL_MODEL_$(MODEL)),$(MODEL))
+# a model trained here (a folder with trainer_state.json) keeps its results beside it, where its card looks for them
+LCE_EVAL_OUTPUT = $(if $(wildcard $(LCE_EVAL_MODEL)/trainer_state.json),$(LCE_EVAL_MODEL)/eval_lce,outputs/eval_lce/$(notdir $(patsubst %/,%,$(LCE_EVAL_MODEL))))
+LCE_EVAL_ARGS ?=
 
-.PHONY: help install pile test quality style bench clean
+.PHONY: help install pile eval test quality style bench clean train train-lce eval-lce
 
 help:
 	@echo "make install          create $(VENV) and install MathCode with every extra"
@@ -18,6 +51,8 @@ help:
 	@echo "make quality / style  ruff lint + format check / fix"
 	@echo "make train MODEL=...  continued pretraining (tiny, smollm2, llama3, deepseekmath, mistral, codellama)"
 	@echo "make eval MODEL=...   MathCoder2 benchmarks through lm-eval"
+	@echo "make train-lce MODEL=...  MathCoder LCE SFT (tiny, smollm2, llama2, codellama)"
+	@echo "make eval-lce MODEL=...   LCE inference with code execution on GSM8K, MATH, SVAMP, Mathematics, SimulEq"
 	@echo "make bench            performance scripts under benchmarks/"
 
 install: $(VENV)/.installed
@@ -34,6 +69,38 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 pile: install
 	$(BIN)/mathcode-pile build --config $(RECIPE)
 
+eval: install
+	$(BIN)/mathcode-eval run --config $(EVAL_RECIPE) --model $(MODEL) --backend $(BACKEND) \
+		$(if $(LIMIT),--limit $(LIMIT)) $(if $(EVAL_DATA),--data_dir $(EVAL_DATA)) \
+		$(if $(BASE_URL),--base_url $(BASE_URL)) $(EVAL_ARGS)
+
+train: install
+	@test -n "$(CPT_RECIPE_$(MODEL))" || { echo "unknown MODEL=$(MODEL); choose one of: llama3 deepseekmath mistral codellama smollm2 tiny"; exit 2; }
+ifneq ($(filter $(MODEL),$(LOCAL_MODELS)),)
+	$(BIN)/python -m training.local_models $(MODEL)
+	$(BIN)/python -m training.cpt --config $(CPT_RECIPE_$(MODEL)) $(TRAIN_ARGS)
+else
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.cpt --config $(CPT_RECIPE_$(MODEL)) $(TRAIN_ARGS)
+endif
+
+train-lce: install
+	@test -n "$(LCE_RECIPE_$(MODEL))" || { echo "unknown MODEL=$(MODEL); choose one of: llama2 codellama smollm2 tiny"; exit 2; }
+ifneq ($(filter $(MODEL),$(LOCAL_MODELS)),)
+	$(BIN)/python -m training.local_models $(MODEL)
+	$(BIN)/python -m training.sft_lce --config $(LCE_RECIPE_$(MODEL)) $(LCE_TRAIN_ARGS)
+else
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.sft_lce --config $(LCE_RECIPE_$(MODEL)) $(LCE_TRAIN_ARGS)
+endif
+
+eval-lce: install
+ifeq ($(MODEL),smollm2)
+	$(BIN)/python -m training.local_models smollm2
+endif
+	$(BIN)/python -m evaluation.lce.evaluate --model $(LCE_EVAL_MODEL) \
+		--output_dir $(LCE_EVAL_OUTPUT) \
+		$(if $(LIMIT),--limit $(LIMIT)) $(if $(EVAL_DATA),--data_dir $(EVAL_DATA)) \
+		$(if $(BASE_URL),--llm_endpoint $(BASE_URL)) $(LCE_EVAL_ARGS)
+
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -47,6 +114,13 @@ style: install
 
 bench: install
 	$(BIN)/python benchmarks/llm_client.py
+	$(BIN)/python benchmarks/eval_throughput.py
+	$(BIN)/python benchmarks/sandbox.py
+	$(BIN)/python benchmarks/classifier.py
+	$(BIN)/python benchmarks/decontamination.py
+	$(BIN)/python benchmarks/dedup.py
+	$(BIN)/python -m training.local_models tiny
+	$(BIN)/python benchmarks/train_throughput.py --config recipes/tiny-llama/cpt/config_full.yaml
 
 clean:
 	rm -rf data/mathcode_pile data/mathcode_pile_work outputs

@@ -64,7 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    spec = SourceSpec(name="aqua_rat", path=str(SAMPLES_DIR / "aqua_rat.jsonl"), text_template="{question}\n\n{rationale}")
+    spec = SourceSpec(
+        name="aqua_rat", path=str(SAMPLES_DIR / "aqua_rat.jsonl"), text_template="{question}\n\n{rationale}"
+    )
     docs = list(iter_documents(spec, counts=__import__("collections").Counter()))
     config = TranslateConfig(translate_max_new_tokens=args.max_new_tokens, translate_max_doc_chars=1500)
     with tempfile.TemporaryDirectory() as tmp, LocalLlamaServer(log_path=Path(tmp) / "server.log") as server:
@@ -86,9 +88,15 @@ def main() -> None:
             stage_times.append(stage_run(server.url, dataset, config, args.concurrency, Path(tmp) / f"run{repeat}"))
         bare_rps = args.docs / statistics.mean(bare_times)
         stage_rps = args.docs / statistics.mean(stage_times)
-        print(f"documents per run: {args.docs}, concurrency: {args.concurrency}, max_new_tokens: {args.max_new_tokens}")
-        print(f"bare load generator : {bare_rps:6.2f} requests/s  (runs: {', '.join(f'{t:.1f}s' for t in bare_times)})")
-        print(f"translate stage     : {stage_rps:6.2f} requests/s  (runs: {', '.join(f'{t:.1f}s' for t in stage_times)})")
+        print(
+            f"documents per run: {args.docs}, concurrency: {args.concurrency}, max_new_tokens: {args.max_new_tokens}"
+        )
+        print(
+            f"bare load generator : {bare_rps:6.2f} requests/s  (runs: {', '.join(f'{t:.1f}s' for t in bare_times)})"
+        )
+        print(
+            f"translate stage     : {stage_rps:6.2f} requests/s  (runs: {', '.join(f'{t:.1f}s' for t in stage_times)})"
+        )
         print(f"ratio stage / bare  : {stage_rps / bare_rps:.3f}  (goal >= 0.9)")
 
 

@@ -1,4 +1,11 @@
-"""Write the final corpus: Parquet shards, statistics, plots and the dataset card, in one loadable folder."""
+"""Write the final corpus: Parquet shards, statistics, plots and the dataset card, in one loadable folder.
+
+Per component (source) the card reports documents, characters, tokens counted with a real tokenizer (by default the
+embedded SmolLM2 tokenizer, which loads offline; any Hub id or local folder works) and the mixture weight the
+``mixture`` stage applied, which it reads back from each row's metadata. Besides the funnel, two plots are written:
+composition by component and document lengths per component. Stages add their own card sections through
+:func:`mathcode_pile.card.publish_stage_section`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import math
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from datasets import Dataset
 
@@ -15,14 +23,87 @@ from mathcode_pile.card import (
     CardSection,
     CompositionRow,
     DatasetCardInputs,
+    plot_composition,
     plot_funnel,
+    plot_length_histogram,
     render_dataset_card,
+    stage_sections,
     validate_dataset_card,
 )
 from mathcode_pile.runner import write_parquet
 from mathcode_pile.stats import StageStats, save_stats
 
 logger = logging.getLogger(__name__)
+
+#: The tokenizer counted with unless a build names another: the embedded model's, so ``make pile`` stays offline.
+DEFAULT_TOKENIZER = "embedded"
+_TOKENIZE_BATCH = 256
+
+
+def embedded_tokenizer_dir() -> Path:
+    """A ``save_pretrained`` folder of the embedded SmolLM2 tokenizer, extracted from the GGUF file once.
+
+    Reading the tokenizer out of the 98 MB GGUF takes about 10 s, so the result is cached beside the converted model
+    (which, when present, already holds the same tokenizer).
+    """
+    from mathcode_pile.llm.embedded import cache_root, find_embedded_gguf
+
+    converted = cache_root() / "smollm2-135m-instruct"
+    if (converted / ".complete").exists() and (converted / "tokenizer.json").exists():
+        return converted
+    target = cache_root() / "smollm2-135m-instruct-tokenizer"
+    if (target / "tokenizer.json").exists():
+        return target
+    from transformers import AutoTokenizer
+
+    gguf_path = find_embedded_gguf()
+    logger.info("extracting the tokenizer of %s into %s (one time)", gguf_path.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    staging = target.with_name(target.name + ".partial")
+    if staging.exists():
+        shutil.rmtree(staging)
+    tokenizer.save_pretrained(staging)
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    return target
+
+
+def load_tokenizer(name: str) -> Any:
+    """``embedded`` (offline default), a local folder or a Hub id."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(embedded_tokenizer_dir() if name == DEFAULT_TOKENIZER else name)
+
+
+def count_tokens(dataset: Dataset, tokenizer: Any) -> tuple[dict[str, int], dict[str, list[int]]]:
+    """Tokens per source and the token length of every document per source (no special tokens added)."""
+    totals: Counter[str] = Counter()
+    lengths: dict[str, list[int]] = {}
+    for start in range(0, len(dataset), _TOKENIZE_BATCH):
+        batch = dataset[start : start + _TOKENIZE_BATCH]
+        encoded = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+        for source, ids in zip(batch["source"], encoded, strict=True):
+            totals[source] += len(ids)
+            lengths.setdefault(source, []).append(len(ids))
+    return dict(totals), lengths
+
+
+def mixture_weights_from_metadata(dataset: Dataset) -> dict[str, float]:
+    """The weight each source's rows carry in their metadata (``mixture_weight`` once sampled, else ``weight``)."""
+    from mathcode_pile.sources import document_metadata
+
+    weights: dict[str, float] = {}
+    if "metadata" not in dataset.column_names:
+        return weights
+    for source, raw in zip(dataset["source"], dataset["metadata"], strict=True):
+        if source in weights:
+            continue
+        metadata = document_metadata(raw)
+        weight = metadata.get("mixture_weight", metadata.get("weight"))
+        if isinstance(weight, int | float):
+            weights[source] = float(weight)
+    return weights
 
 
 def write_parquet_shards(dataset: Dataset, data_dir: Path, rows_per_shard: int, split: str = "train") -> list[Path]:
@@ -40,7 +121,12 @@ def write_parquet_shards(dataset: Dataset, data_dir: Path, rows_per_shard: int, 
     return paths
 
 
-def composition_rows(dataset: Dataset, kinds: dict[str, str], token_counts: dict[str, int] | None) -> list[CompositionRow]:
+def composition_rows(
+    dataset: Dataset,
+    kinds: dict[str, str],
+    token_counts: dict[str, int] | None,
+    weights: dict[str, float] | None = None,
+) -> list[CompositionRow]:
     documents = Counter(dataset["source"]) if len(dataset) else Counter()
     characters: Counter[str] = Counter()
     for source, text in zip(dataset["source"], dataset["text"], strict=True) if len(dataset) else []:
@@ -52,6 +138,7 @@ def composition_rows(dataset: Dataset, kinds: dict[str, str], token_counts: dict
             documents=documents[name],
             characters=characters[name],
             tokens=None if token_counts is None else token_counts.get(name, 0),
+            weight=None if weights is None else weights.get(name),
         )
         for name in sorted(set(kinds) | set(documents))
     ]
@@ -70,22 +157,56 @@ def assemble_corpus(
     model: str | None = None,
     token_counts: dict[str, int] | None = None,
     sections: list[CardSection] | None = None,
+    tokenizer: str | None = DEFAULT_TOKENIZER,
+    weights: dict[str, float] | None = None,
 ) -> Path:
-    """Write ``output_dir`` (data/, README.md, stats.json, plots/) and validate the card against it."""
+    """Write ``output_dir`` (data/, README.md, stats.json, composition.json, plots/) and validate the card against it.
+
+    Tokens are counted with ``tokenizer`` unless ``token_counts`` are given (``tokenizer=None`` leaves them out);
+    ``weights`` default to the mixture weights recorded in the rows' metadata. ``output_dir`` ends up holding exactly
+    what a Hub upload sends: stale plots of an earlier build are removed.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet_shards(dataset, output_dir / "data", rows_per_shard)
+    shards = write_parquet_shards(dataset, output_dir / "data", rows_per_shard)
+    split_info = {
+        "num_examples": len(dataset),
+        "num_bytes": int(dataset.data.nbytes),
+        "download_size": sum(path.stat().st_size for path in shards),
+    }
     save_stats(stats, output_dir / "stats.json")
-    plot_funnel(stats, output_dir / "plots" / "funnel.png")
+    plots_dir = output_dir / "plots"
+    if plots_dir.exists():
+        shutil.rmtree(plots_dir)
+    plot_funnel(stats, plots_dir / "funnel.png")
+    lengths: dict[str, list[int]] = {}
+    length_unit = "characters"
+    if token_counts is None and tokenizer is not None and len(dataset):
+        token_counts, lengths = count_tokens(dataset, load_tokenizer(tokenizer))
+        length_unit = "tokens"
+    elif len(dataset):
+        for source, text in zip(dataset["source"], dataset["text"], strict=True):
+            lengths.setdefault(source, []).append(len(text))
+    if weights is None:
+        weights = mixture_weights_from_metadata(dataset) or None
+    composition = composition_rows(dataset, kinds, token_counts, weights)
+    plot_composition(composition, plots_dir / "composition.png")
+    plot_length_histogram(lengths, plots_dir / "lengths.png", unit=length_unit)
     inputs = DatasetCardInputs(
         pretty_name=pretty_name,
         load_target=load_target or str(output_dir),
         recipe=recipe,
-        composition=composition_rows(dataset, kinds, token_counts),
+        composition=composition,
         stages=stats,
         columns=list(dataset.column_names),
-        plots=[{"title": "Rows kept and dropped per stage", "path": "plots/funnel.png"}],
-        sections=sections or [],
+        plots=[
+            {"title": "Rows kept and dropped per stage", "path": "plots/funnel.png"},
+            {"title": "Composition by component", "path": "plots/composition.png"},
+            {"title": "Document lengths per component", "path": "plots/lengths.png"},
+        ],
+        sections=(sections or []) + stage_sections(stats),
         model=model,
+        tokenizer=tokenizer if token_counts is not None else None,
+        split_info=split_info,
     )
     card_text = render_dataset_card(inputs)
     (output_dir / "README.md").write_text(card_text, encoding="utf-8")

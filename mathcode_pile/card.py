@@ -1,12 +1,12 @@
 """Render and validate the dataset card offline (uploading is a separate, thin step).
 
-The card's YAML header carries a ``configs:`` entry pointing at the Parquet shards, so ``load_dataset(<folder or repo>)``
+The card's YAML header carries a ``configs:`` entry pointing at the Parquet shards, so ``load_dataset(<folder>)``
 needs no loading script (``datasets`` >= 4 refuses scripts anyway).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,8 @@ class CompositionRow:
     documents: int
     characters: int
     tokens: int | None = None
+    #: Mixture weight of the component (1.0: taken once; 0.5: half sampled; 2.0: repeated twice).
+    weight: float | None = None
 
 
 @dataclass
@@ -46,6 +48,12 @@ class DatasetCardInputs:
     plots: list[dict[str, str]] = field(default_factory=list)
     sections: list[CardSection] = field(default_factory=list)
     model: str | None = None
+    #: The tokenizer whose tokens the composition table counts.
+    tokenizer: str | None = None
+    #: ``{"num_examples", "num_bytes", "download_size"}`` of the train split. ``datasets`` keys its local cache of a
+    #: folder with a ``configs:`` header on this metadata (not on the files), so without it a rebuilt folder would
+    #: load the rows of the previous build.
+    split_info: dict[str, int] | None = None
     license: str = "other"
     tags: Sequence[str] = ("math", "code", "pretraining", "mathcode-pile")
 
@@ -69,9 +77,23 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         size_categories=[_size_category(total_documents)],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": inputs.data_glob}]}],
     )
+    if inputs.split_info is not None:
+        card_data.dataset_info = {
+            "splits": [
+                {
+                    "name": "train",
+                    "num_examples": inputs.split_info["num_examples"],
+                    "num_bytes": inputs.split_info["num_bytes"],
+                }
+            ],
+            "download_size": inputs.split_info["download_size"],
+            "dataset_size": inputs.split_info["num_bytes"],
+        }
     has_tokens = bool(inputs.composition) and all(row.tokens is not None for row in inputs.composition)
+    has_weights = any(row.weight is not None for row in inputs.composition)
     environment = Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)), undefined=StrictUndefined,
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -84,6 +106,9 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         recipe=inputs.recipe,
         composition=inputs.composition,
         has_tokens=has_tokens,
+        has_weights=has_weights,
+        tokenizer=inputs.tokenizer,
+        stage_counters=[s.to_dict() for s in inputs.stages if s.extra],
         total_documents=total_documents,
         total_characters=sum(row.characters for row in inputs.composition),
         total_tokens=sum(row.tokens or 0 for row in inputs.composition),
@@ -142,5 +167,80 @@ def plot_funnel(stages: list[StageStats], path: Path) -> None:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     # fixed metadata keeps the PNG byte-identical between identical builds
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+#: Card sections published by the stages of the running build, keyed by stage name and rendered from that stage's
+#: merged statistics when the card is written. A stage registers its renderer when it is constructed (in the main
+#: process, also when all its shards are resumed), so the card explains every stage that ran without the pipeline
+#: knowing any stage's details. Renderers of stages absent from a build's statistics are ignored.
+_STAGE_SECTION_RENDERERS: dict[str, Callable[[StageStats], CardSection | None]] = {}
+
+
+def publish_stage_section(stage_name: str, render: Callable[[StageStats], CardSection | None]) -> None:
+    """Register how the card describes stage ``stage_name`` (the latest registration wins)."""
+    _STAGE_SECTION_RENDERERS[stage_name] = render
+
+
+def stage_sections(stages: list[StageStats]) -> list[CardSection]:
+    """The published sections of the stages in ``stages``, in pipeline order."""
+    sections = []
+    for stats in stages:
+        render = _STAGE_SECTION_RENDERERS.get(stats.stage)
+        section = render(stats) if render is not None else None
+        if section is not None:
+            sections.append(section)
+    return sections
+
+
+def plot_composition(rows: list[CompositionRow], path: Path) -> None:
+    """Horizontal bars of tokens (or characters, without a tokenizer) per component, with their share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    use_tokens = bool(rows) and all(row.tokens is not None for row in rows)
+    values = [(row.tokens or 0) if use_tokens else row.characters for row in rows]
+    total = sum(values) or 1
+    figure, axis = plt.subplots(figsize=(6.0, max(1.8, 0.45 * len(rows) + 1.0)), dpi=100)
+    bars = axis.barh([row.source for row in rows], values, color="#3b7dd8")
+    for bar, value in zip(bars, values, strict=True):
+        axis.annotate(
+            f" {100 * value / total:.1f}%", (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center"
+        )
+    axis.set_xlabel("tokens" if use_tokens else "characters")
+    axis.set_title("Composition by component")
+    axis.invert_yaxis()
+    axis.margins(x=0.2)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+
+
+def plot_length_histogram(lengths_by_source: dict[str, list[int]], path: Path, unit: str = "tokens") -> None:
+    """Distribution of document lengths per component (log-spaced bins, step outlines so components overlay)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axis = plt.subplots(figsize=(6.0, 3.2), dpi=100)
+    longest = max((max(v) for v in lengths_by_source.values() if v), default=1)
+    bins = np.logspace(0, np.log10(max(longest, 2)) + 0.05, 30)
+    for source, lengths in sorted(lengths_by_source.items()):
+        if lengths:
+            axis.hist(lengths, bins=bins, histtype="step", linewidth=1.5, label=source)
+    axis.set_xscale("log")
+    axis.set_xlabel(f"document length ({unit})")
+    axis.set_ylabel("documents")
+    axis.set_title("Document lengths per component")
+    if lengths_by_source:
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, metadata={"Software": None})
     plt.close(figure)

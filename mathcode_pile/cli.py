@@ -78,7 +78,7 @@ def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _load_subcommand_modules() -> None:
-    import mathcode_pile.stages.registry  # noqa: F401  (stage modules register their subcommands)
+    import mathcode_pile.stages.registry
 
     with __import__("contextlib").suppress(ImportError):
         import mathcode_pile.commands  # noqa: F401

@@ -32,7 +32,9 @@ def push_folder_to_hub(
     """Upload ``folder`` to ``repo_id``; with ``dry_run`` only list the files. Returns the uploaded paths."""
     files = list_upload_files(folder)
     if dry_run:
-        logger.info("dry run: would upload %d file(s) from %s to %s (%s): %s", len(files), folder, repo_id, repo_type, files)
+        logger.info(
+            "dry run: would upload %d file(s) from %s to %s (%s): %s", len(files), folder, repo_id, repo_type, files
+        )
         return files
     from huggingface_hub import HfApi
 
@@ -49,5 +51,10 @@ def push_folder_to_hub(
         api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=commit_message)
 
     _upload()
-    logger.info("uploaded %d file(s) to https://huggingface.co/%s%s", len(files), "datasets/" if repo_type == "dataset" else "", repo_id)
+    logger.info(
+        "uploaded %d file(s) to https://huggingface.co/%s%s",
+        len(files),
+        "datasets/" if repo_type == "dataset" else "",
+        repo_id,
+    )
     return files

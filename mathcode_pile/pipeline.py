@@ -129,7 +129,14 @@ def build_pile(configs: BuildConfigs) -> Path:
     logger.info("loaded %d documents (dropped %s)", len(dataset), dict(load_stats.dropped))
     stage_classes = [get_stage_class(name) for name in pipeline.stages]
     with open_llm(configs.llm, work_dir, any(c.is_async for c in stage_classes)) as llm:
-        context = StageContext(work_dir=work_dir, llm=llm, num_proc=pipeline.num_proc, seed=pipeline.seed)
+        context = StageContext(
+            work_dir=work_dir,
+            llm=llm,
+            num_proc=pipeline.num_proc,
+            seed=pipeline.seed,
+            # stages that publish a card section with a plot write it into the output folder
+            extras={"output_dir": str(output_dir)},
+        )
         for index, stage_class in enumerate(stage_classes, start=1):
             stage: Stage = stage_class(configs.stage_configs[stage_class.config_class], context)
             logger.info("stage %d/%d: %s on %d rows", index, len(stage_classes), stage.name, len(dataset))

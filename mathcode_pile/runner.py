@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from collections import Counter
@@ -43,14 +42,14 @@ class StageResult:
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def write_parquet(dataset: Dataset, path: Path) -> None:
     """Write ``dataset`` (features kept in the schema metadata) atomically: a reader never sees a partial file."""
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(dataset.with_format("arrow")[:], tmp)
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def load_parquet_files(files: list[Path]) -> Dataset:
@@ -67,16 +66,30 @@ def _shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
     return [(i * shard_rows, min(num_rows, (i + 1) * shard_rows)) for i in range(num_shards)]
 
 
+KEPT = ""
+
+
+def _normalize_drop_column(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Store "kept" as an empty string rather than ``None``.
+
+    ``datasets`` fixes a column's Arrow type from the first batch it writes: a first batch that drops nothing would
+    make the column all-null, and a later batch with a reason would then fail to write.
+    """
+    if DROP_COLUMN in batch:
+        batch[DROP_COLUMN] = [KEPT if reason is None else str(reason) for reason in batch[DROP_COLUMN]]
+    return batch
+
+
 def _make_map_function(stage: Stage) -> Any:
     if stage.is_async:
 
         async def apply_async(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            return await stage.aprocess_batch(batch)
+            return _normalize_drop_column(await stage.aprocess_batch(batch))
 
         return apply_async
 
     def apply(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return stage.process_batch(batch)
+        return _normalize_drop_column(stage.process_batch(batch))
 
     return apply
 
@@ -84,10 +97,10 @@ def _make_map_function(stage: Stage) -> Any:
 def _split_kept_dropped(mapped: Dataset) -> tuple[Dataset, Dataset | None, Counter[str]]:
     if DROP_COLUMN not in mapped.column_names:
         return mapped, None, Counter()
-    reasons = mapped[DROP_COLUMN]
-    kept_idx = [i for i, reason in enumerate(reasons) if reason is None]
-    dropped_idx = [i for i, reason in enumerate(reasons) if reason is not None]
-    dropped_counts = Counter(reason for reason in reasons if reason is not None)
+    reasons = mapped.with_format("arrow")[DROP_COLUMN].to_pylist()
+    kept_idx = [i for i, reason in enumerate(reasons) if reason == KEPT]
+    dropped_idx = [i for i, reason in enumerate(reasons) if reason != KEPT]
+    dropped_counts = Counter(reason for reason in reasons if reason != KEPT)
     kept = mapped.select(kept_idx).remove_columns(DROP_COLUMN)
     dropped = mapped.select(dropped_idx) if dropped_idx else None
     return kept, dropped, dropped_counts

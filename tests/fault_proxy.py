@@ -1,6 +1,6 @@
 """A real HTTP proxy on 127.0.0.1 that injects faults in front of an LLM server.
 
-Each incoming request takes the next fault from a script ("429", "503", "hang", "drop", "pass"); when the script runs out,
+Each incoming request takes the next fault from a script ("429", "503", "hang", "drop", "pass"); when it runs out,
 requests pass through. ``hang`` holds the connection without answering (the client must time out), ``drop`` closes the
 TCP connection without a response. Counters record what was received and what reached the upstream server.
 """
@@ -66,12 +66,12 @@ class FaultProxy:
             raise ConnectionResetError("connection dropped by fault proxy")
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("content-type", "authorization")}
-        async with aiohttp.ClientSession() as session:
-            async with session.request(
-                request.method, self.upstream + request.path_qs, data=body, headers=headers
-            ) as upstream:
-                payload = await upstream.read()
-                self.counts["forwarded"] += 1
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(request.method, self.upstream + request.path_qs, data=body, headers=headers) as upstream,
+        ):
+            payload = await upstream.read()
+            self.counts["forwarded"] += 1
         response = web.Response(body=payload, status=upstream.status, content_type=upstream.content_type)
         await response.prepare(request)
         await response.write_eof()

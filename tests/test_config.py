@@ -47,7 +47,9 @@ def test_wrong_type_is_an_error_naming_the_field(tmp_path: Path, repo_root: Path
 def test_missing_source_file_is_an_error_naming_the_source(tmp_path: Path, repo_root: Path, monkeypatch) -> None:
     monkeypatch.chdir(repo_root)
     recipe = write_recipe(tmp_path, "sources:\n  - name: gone\n    path: nowhere/missing.jsonl\nstages: []\n")
-    with pytest.raises(RecipeError, match=r"sources\[0\]: source 'gone': no file matches path 'nowhere/missing.jsonl'"):
+    with pytest.raises(
+        RecipeError, match=r"sources\[0\]: source 'gone': no file matches path 'nowhere/missing.jsonl'"
+    ):
         parse_build_configs(recipe)
 
 

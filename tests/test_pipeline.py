@@ -1,4 +1,4 @@
-"""End to end: sources → LLM stage through the real server → Parquet + card → ``load_dataset``; resume after kill -9."""
+"""End to end: sources → LLM stage on the real server → Parquet + card → ``load_dataset``; resume after kill -9."""
 
 from __future__ import annotations
 

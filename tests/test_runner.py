@@ -110,3 +110,21 @@ def test_empty_input_produces_empty_output(tmp_path: Path) -> None:
 def test_wrong_config_type_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="needs a LengthFilterConfig"):
         LengthFilterStage(object(), StageContext(tmp_path))
+
+
+class LateDropStage(LengthFilterStage):
+    """Keeps every row of the first batch and drops in a later one (the column type must survive that)."""
+
+    name = "late_drop"
+    batch_size = 2
+
+    def process_batch(self, batch: Batch) -> Batch:
+        reasons = [None if int(i) < 4 else "late" for i in batch["id"]]
+        return {**batch, DROP_COLUMN: reasons}
+
+
+def test_a_drop_after_an_all_kept_first_batch_is_recorded(tmp_path: Path) -> None:
+    stage = LateDropStage(LengthFilterConfig(), StageContext(tmp_path))
+    result = run_stage(stage, make_dataset(8), "fp", tmp_path / "late", shard_rows=8)
+    assert result.dataset["id"] == ["0", "1", "2", "3"]
+    assert result.stats.dropped == Counter({"late": 4})

@@ -115,7 +115,9 @@ class LLMClient:
 
     def __init__(self, config: LLMConfig, cache: RequestCache | None = None) -> None:
         if not config.llm_endpoint:
-            raise ValueError("LLMClient needs llm_endpoint; use mathcode_pile.llm.LocalLlamaServer for the embedded model")
+            raise ValueError(
+                "LLMClient needs llm_endpoint; use mathcode_pile.llm.LocalLlamaServer for the embedded model"
+            )
         self.config = config
         self.cache = cache
         self.counters: Counter[str] = Counter()
@@ -199,7 +201,9 @@ class LLMClient:
 
         retrying = AsyncRetrying(
             retry=retry_if_exception(is_transient),
-            wait=wait_random_exponential(multiplier=self.config.llm_backoff_initial_s, max=self.config.llm_backoff_max_s),
+            wait=wait_random_exponential(
+                multiplier=self.config.llm_backoff_initial_s, max=self.config.llm_backoff_max_s
+            ),
             stop=stop_after_attempt(self.config.llm_max_retries + 1),
             before_sleep=_before_sleep,
             reraise=True,

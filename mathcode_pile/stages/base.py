@@ -58,7 +58,12 @@ class Stage:
     def fingerprint(self, input_fingerprint: str) -> str:
         """Hash of input, stage name, version and config: the identity of this stage's output."""
         material = json.dumps(
-            {"input": input_fingerprint, "stage": self.name, "version": self.version, "config": self.fingerprint_config()},
+            {
+                "input": input_fingerprint,
+                "stage": self.name,
+                "version": self.version,
+                "config": self.fingerprint_config(),
+            },
             sort_keys=True,
             default=str,
         )

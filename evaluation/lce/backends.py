@@ -1,0 +1,234 @@
+"""Where LCE blocks come from: a local transformers model, or a TGI endpoint through the project's LLM client.
+
+A backend continues a raw prompt by one block: it stops on ``<|endofblock|>`` / ``<|endofmessage|>`` (or the model's
+EOS), or at ``max_new_tokens``. It never shortens the prompt: servers that truncate from the left (TGI's ``truncate``,
+which MathCoder's released loop set) would silently cut the question away once a solution grows. Instead the backend
+reports how many tokens the prompt takes, and the inference loop ends a solution whose prompt fills the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from mathcode_pile.lce.format import (
+    CODE_TOKEN,
+    END_OF_BLOCK,
+    END_OF_MESSAGE,
+    EXECUTION_TOKEN,
+    LCE_SPECIAL_TOKENS,
+    TEXT_TOKEN,
+)
+
+logger = logging.getLogger(__name__)
+
+STOP_MARKERS = [END_OF_BLOCK, END_OF_MESSAGE]
+#: Finish reasons that mean "a stop marker or EOS ended the text" across TGI ("stop_sequence", "eos_token") and
+#: OpenAI-compatible servers ("stop").
+STOPPED_REASONS = frozenset(
+    {"stop_sequence", "eos_token", "stop", "FinishReason.stop_sequence", "FinishReason.eos_token"}
+)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One continuation: its text (markers kept where the backend can) and whether it ended on a stop."""
+
+    text: str
+    stopped: bool
+
+
+class GenerationBackend(Protocol):
+    """What the inference loop needs from a model."""
+
+    context_length: int
+
+    def count_tokens(self, prompt: str) -> int | None:
+        """Tokens the prompt takes, or None when the backend cannot tell (then the server is the judge)."""
+
+    async def generate(self, prompt: str, max_new_tokens: int) -> Generation: ...
+
+
+#: How a generated block may begin; anything else is malformed and not worth more tokens.
+BLOCK_OPENERS = (TEXT_TOKEN, CODE_TOKEN, EXECUTION_TOKEN, END_OF_MESSAGE)
+
+
+def starts_like_a_block(text: str) -> bool:
+    """True while ``text`` (leading whitespace aside) is, or may still become, the start of a block."""
+    text = text.lstrip()
+    return any(text.startswith(opener) or opener.startswith(text) for opener in BLOCK_OPENERS)
+
+
+def make_block_start_criteria(tokenizer: Any, prompt_width: int) -> Any:
+    """A stopping criterion ending each sequence whose first tokens cannot open a block.
+
+    A trained LCE model always starts a block with a marker; a model that does not (an untuned base model in a smoke
+    run) would otherwise spend the whole token budget on a block the loop then discards as malformed.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    longest = max(len(opener) for opener in BLOCK_OPENERS)
+
+    class BlockStartCriteria(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+            verdicts = []
+            for row in input_ids[:, prompt_width:].tolist():
+                text = tokenizer.decode(row, skip_special_tokens=True)
+                decided = len(text.lstrip()) >= longest
+                verdicts.append(not decided and not starts_like_a_block(text))
+            return torch.tensor(verdicts, dtype=torch.bool, device=input_ids.device)
+
+    return BlockStartCriteria()
+
+
+class TransformersBackend:
+    """Greedy decoding with a local ``AutoModelForCausalLM``, batching the blocks that concurrent problems ask for.
+
+    Problems solved at the same time queue their next block; the queue is drained in batches of up to
+    ``max_batch_size`` left-padded prompts, one ``generate`` call each, run off the event loop. Each sequence stops on
+    its own: on the LCE end markers when the tokenizer has them as tokens (an LCE-trained model), else on the marker
+    strings (any other model, e.g. for smoke tests of the loop). A sequence whose first characters cannot open a block
+    is stopped early (``stop_malformed_starts``).
+    """
+
+    #: How long a batch waits for more problems to queue a block (their code may be finishing).
+    COLLECT_WINDOW_S = 0.01
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        context_length: int = 2048,
+        device: str | None = None,
+        dtype: str = "auto",
+        max_batch_size: int = 8,
+        stop_malformed_starts: bool = True,
+    ) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from mathcode_pile.lce.tokens import stop_token_ids
+
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        self.model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=dtype).to(self.device).eval()
+        model_positions = getattr(self.model.config, "max_position_embeddings", None) or context_length
+        self.context_length = min(context_length, int(model_positions))
+        self.max_batch_size = max_batch_size
+        self.stop_malformed_starts = stop_malformed_starts
+        vocabulary = self.tokenizer.get_vocab()
+        self.has_markers = all(token in vocabulary for token in LCE_SPECIAL_TOKENS)
+        if self.has_markers:
+            self.stop_ids = stop_token_ids(self.tokenizer)
+        else:
+            logger.warning("%s has no LCE marker tokens: stopping on marker strings instead", model_name_or_path)
+            self.stop_ids = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
+        self._pending: list[tuple[str, int, asyncio.Future[Generation]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self.batch_sizes: list[int] = []
+
+    def _encode(self, prompt: str) -> list[int]:
+        return self.tokenizer(prompt)["input_ids"]
+
+    def count_tokens(self, prompt: str) -> int | None:
+        return len(self._encode(prompt))
+
+    def _finish(self, new_ids: list[int], budget: int) -> Generation:
+        """One sequence's text: cut after its first stop (within its own token budget)."""
+        new_ids = new_ids[:budget]
+        for position, token_id in enumerate(new_ids):
+            if token_id in self.stop_ids:
+                text = self.tokenizer.decode(new_ids[: position + 1], skip_special_tokens=True)
+                return Generation(text=text, stopped=True)
+        text = self.tokenizer.decode([t for t in new_ids if t != self.pad_id], skip_special_tokens=True)
+        ends = [text.find(marker) + len(marker) for marker in STOP_MARKERS if marker in text]
+        if ends:
+            return Generation(text=text[: min(ends)], stopped=True)
+        return Generation(text=text, stopped=False)
+
+    def generate_batch(self, requests: list[tuple[str, int]]) -> list[Generation]:
+        """Continue several prompts at once (greedy); blocking, one batch at a time."""
+        import torch
+
+        encoded = [self._encode(prompt) for prompt, _ in requests]
+        width = max(len(ids) for ids in encoded)
+        input_ids = torch.tensor([[self.pad_id] * (width - len(ids)) + ids for ids in encoded], device=self.device)
+        attention_mask = torch.tensor(
+            [[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded], device=self.device
+        )
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max(budget for _, budget in requests),
+            "do_sample": False,
+            "eos_token_id": self.stop_ids or None,
+            "pad_token_id": self.pad_id,
+        }
+        if not self.has_markers:
+            kwargs.update(stop_strings=STOP_MARKERS, tokenizer=self.tokenizer)
+        if self.stop_malformed_starts:
+            kwargs["stopping_criteria"] = [make_block_start_criteria(self.tokenizer, width)]
+        with self._lock, torch.inference_mode():
+            output = self.model.generate(input_ids, attention_mask=attention_mask, **kwargs)
+        self.batch_sizes.append(len(requests))
+        return [self._finish(row[width:].tolist(), budget) for row, (_, budget) in zip(output, requests, strict=True)]
+
+    async def generate(self, prompt: str, max_new_tokens: int) -> Generation:
+        future: asyncio.Future[Generation] = asyncio.get_running_loop().create_future()
+        self._pending.append((prompt, max_new_tokens, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._pending:
+            await asyncio.sleep(self.COLLECT_WINDOW_S)
+            batch, self._pending = self._pending[: self.max_batch_size], self._pending[self.max_batch_size :]
+            try:
+                results = await asyncio.to_thread(self.generate_batch, [(p, n) for p, n, _ in batch])
+            except Exception as error:  # every waiting problem learns why (and records it)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+
+class EndpointBackend:
+    """Raw-prompt continuation on a TGI server (``text_generation`` mode of :class:`mathcode_pile.llm.LLMClient`).
+
+    The client brings bounded concurrency, retries and the request cache, so many problems can be in flight at once
+    and a rerun pays for nothing twice. Chat endpoints cannot continue a half-written assistant turn in the LCE
+    format, hence the mode check. Give a tokenizer to count prompt tokens locally; without one a prompt longer than
+    the server accepts comes back as a request error, which the loop records for that problem.
+    """
+
+    def __init__(self, client: Any, context_length: int = 2048, tokenizer: Any | None = None) -> None:
+        if client.config.llm_mode != "text_generation":
+            raise ValueError(
+                "LCE inference continues a raw prompt block by block: use llm_mode='text_generation' with a TGI "
+                f"endpoint (got llm_mode={client.config.llm_mode!r})"
+            )
+        self.client = client
+        self.context_length = context_length
+        self.tokenizer = tokenizer
+
+    def count_tokens(self, prompt: str) -> int | None:
+        if self.tokenizer is None:
+            return None
+        return len(self.tokenizer(prompt)["input_ids"])
+
+    async def generate(self, prompt: str, max_new_tokens: int) -> Generation:
+        response = await self.client.generate(
+            prompt=prompt, max_new_tokens=max_new_tokens, temperature=0.0, stop=list(STOP_MARKERS)
+        )
+        text = response.text
+        stopped = (response.finish_reason or "") in STOPPED_REASONS or text.endswith(tuple(STOP_MARKERS))
+        return Generation(text=text, stopped=stopped)

@@ -1,0 +1,140 @@
+"""The five benchmarks of MathCoder's Table 2, read from local JSON-lines files or, when those are absent, the Hub.
+
+Local files (``<shared>/benchmarks/<name>_test.jsonl``, see :func:`mathcode_pile.paths.benchmarks_dir`) are the
+copies every developer and CI run has. Only GSM8K and MATH have a Hub copy identical to the test sets the paper
+used; SVAMP, Mathematics and SimulEq are MathCoder's own samples, so for those a local file is required and its
+absence is an error that says where the file is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mathcode_pile.paths import shared_dir
+
+logger = logging.getLogger(__name__)
+
+MATH_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
+
+
+class BenchmarkError(ValueError):
+    """A benchmark that cannot be read; the message names the file (or Hub id), the row and the field."""
+
+
+@dataclass(frozen=True)
+class HubSource:
+    path: str
+    configs: tuple[str | None, ...]
+    split: str
+    question_field: str
+    answer_field: str
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    title: str
+    local_file: str
+    question_field: str
+    answer_field: str
+    hub: HubSource | None = None
+
+
+BENCHMARKS: dict[str, Benchmark] = {
+    "gsm8k": Benchmark(
+        "gsm8k", "GSM8K", "gsm8k_test.jsonl", "question", "answer",
+        HubSource("openai/gsm8k", ("main",), "test", "question", "answer"),
+    ),
+    "math": Benchmark(
+        "math", "MATH", "math_test.jsonl", "problem", "answer",
+        HubSource("EleutherAI/hendrycks_math", MATH_SUBJECTS, "test", "problem", "solution"),
+    ),
+    "svamp": Benchmark("svamp", "SVAMP", "svamp_test.jsonl", "question", "answer"),
+    "mathematics": Benchmark("mathematics", "Mathematics", "mathematics_test.jsonl", "question", "answer"),
+    "simuleq": Benchmark("simuleq", "SimulEq", "simuleq_test.jsonl", "question", "answer"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Problem:
+    benchmark: str
+    index: int
+    question: str
+    answer: str | int | float
+
+
+def _check_row(row: Any, where: str, question_field: str, answer_field: str) -> tuple[str, Any]:
+    if not isinstance(row, dict):
+        raise BenchmarkError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    question = row.get(question_field)
+    if not isinstance(question, str) or not question.strip():
+        raise BenchmarkError(f"{where}: field '{question_field}' is missing or empty")
+    answer = row.get(answer_field)
+    if answer is None or isinstance(answer, bool) or not isinstance(answer, str | int | float) or answer == "":
+        raise BenchmarkError(f"{where}: field '{answer_field}' is missing or not text/number")
+    return question, answer
+
+
+def read_local_benchmark(benchmark: Benchmark, path: Path, limit: int | None = None) -> list[Problem]:
+    problems = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if limit is not None and len(problems) >= limit:
+                break
+            if not line.strip():
+                continue
+            where = f"{path}: line {line_number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise BenchmarkError(f"{where}: invalid JSON: {exc}") from exc
+            question, answer = _check_row(row, where, benchmark.question_field, benchmark.answer_field)
+            problems.append(Problem(benchmark.name, len(problems), question, answer))
+    return problems
+
+
+def read_hub_benchmark(benchmark: Benchmark, limit: int | None = None) -> list[Problem]:
+    from datasets import load_dataset
+
+    hub = benchmark.hub
+    assert hub is not None
+    problems: list[Problem] = []
+    for config in hub.configs:
+        rows = load_dataset(hub.path, config, split=hub.split)
+        for index, row in enumerate(rows):
+            if limit is not None and len(problems) >= limit:
+                return problems
+            where = f"{hub.path}:{config} ({hub.split}): row {index}"
+            question, answer = _check_row(row, where, hub.question_field, hub.answer_field)
+            problems.append(Problem(benchmark.name, len(problems), question, answer))
+    return problems
+
+
+def load_benchmark(name: str, limit: int | None = None, data_dir: Path | None = None) -> list[Problem]:
+    """The first ``limit`` problems of a benchmark (all when None), local file first."""
+    if name not in BENCHMARKS:
+        raise BenchmarkError(f"unknown benchmark '{name}'; choose from {sorted(BENCHMARKS)}")
+    benchmark = BENCHMARKS[name]
+    folder = data_dir if data_dir is not None else shared_dir() / "benchmarks"
+    path = folder / benchmark.local_file
+    if path.is_file():
+        return read_local_benchmark(benchmark, path, limit)
+    if benchmark.hub is None:
+        raise BenchmarkError(
+            f"{benchmark.title}: {path} not found, and it has no Hub copy of the paper's test set; "
+            "set MATHCODE_SHARED to the folder holding benchmarks/, or --data_dir to the folder of the .jsonl files"
+        )
+    logger.info("%s not found: reading %s from the Hub", path, benchmark.hub.path)
+    return read_hub_benchmark(benchmark, limit)

@@ -1,0 +1,263 @@
+"""``python -m evaluation.lce.evaluate``: run the LCE inference loop on MathCoder's five benchmarks and grade it.
+
+Examples::
+
+    python -m evaluation.lce.evaluate --model outputs/MathCoder-CL-7B --limit 10
+    python -m evaluation.lce.evaluate --model MathLLM/MathCoder-CL-7B --llm_endpoint http://tgi:8080 \\
+        --datasets gsm8k math --max_concurrent_problems 32
+
+With ``--llm_endpoint`` the model runs on a TGI server (many problems in flight, requests cached); otherwise it is
+loaded locally with transformers. Every solved problem is appended to ``<output>/predictions/<benchmark>.jsonl`` as
+soon as it is done, so an interrupted run resumes where it stopped. Grading goes through :mod:`evaluation.grading`,
+the project's one grader; ``results.json`` and ``results.md`` (the table beside the paper's) close the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evaluation.lce.benchmarks import BENCHMARKS, BenchmarkError, Problem, load_benchmark
+from evaluation.lce.engine import LCEInferenceConfig, LCEInferenceEngine, LCESolution
+from evaluation.lce.report import TABLE_ORDER, render_comparison_table, save_results
+from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe
+from mathcode_pile.llm.client import LLMConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LCEEvalConfig(ValidatedConfig):
+    """What to evaluate and where the results go."""
+
+    model: str = field(
+        default="",
+        metadata={"help": "Model folder or Hub id (loaded locally), or the model name sent to an endpoint."},
+    )
+    datasets: list[str] = field(
+        default_factory=lambda: list(TABLE_ORDER), metadata={"help": f"Benchmarks to run, from {list(TABLE_ORDER)}."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "First N problems of each benchmark (default: all)."})
+    output_dir: str = field(default="outputs/eval_lce", metadata={"help": "Where predictions and results go."})
+    data_dir: str | None = field(
+        default=None, metadata={"help": "Folder with the <name>_test.jsonl files (default: <shared>/benchmarks)."}
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "Tokenizer to count prompt tokens for an endpoint (default: none)."}
+    )
+    device: str | None = field(default=None, metadata={"help": "Device of a local model (default: cuda if any)."})
+    batch_size: int = field(
+        default=8, metadata={"help": "Blocks generated in one batch by a local model (concurrent problems)."}
+    )
+    torch_threads: int | None = field(
+        default=None,
+        metadata={"help": "CPU threads of a local model (default: torch's choice; 1 is faster on a busy machine)."},
+    )
+    sandbox_workers: int = field(
+        default=2, metadata={"help": "Sandbox worker processes hosting the per-problem Python sessions."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.model:
+            raise RecipeError("--model is required (a model folder, a Hub id, or the served model's name)")
+        unknown = sorted(set(self.datasets) - set(BENCHMARKS))
+        if unknown:
+            raise RecipeError(f"unknown benchmark(s) {unknown}; choose from {list(TABLE_ORDER)}")
+        if self.limit is not None and self.limit < 1:
+            raise RecipeError(f"limit must be >= 1, got {self.limit}")
+
+
+CONFIG_CLASSES = (LCEEvalConfig, LCEInferenceConfig, LLMConfig)
+
+
+def parse_eval_args(argv: Sequence[str]) -> tuple[LCEEvalConfig, LCEInferenceConfig, LLMConfig]:
+    """``--config recipe.yaml`` (optional) plus ``--key value`` overrides; endpoints default to TGI's raw mode."""
+    args = list(argv)
+    recipe = None
+    if "--config" in args:
+        index = args.index("--config")
+        if index + 1 >= len(args):
+            raise RecipeError("--config needs a recipe path")
+        recipe = args[index + 1]
+        del args[index : index + 2]
+    if not any(arg.split("=")[0] == "--llm_mode" for arg in args):
+        args = ["--llm_mode", "text_generation", *args]
+    eval_config, inference_config, llm_config = parse_recipe(CONFIG_CLASSES, recipe, args)
+    return eval_config, inference_config, llm_config
+
+
+def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm_config: LLMConfig) -> Any:
+    from evaluation.lce.backends import EndpointBackend, TransformersBackend
+
+    if not llm_config.llm_endpoint:
+        if eval_config.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(eval_config.torch_threads)
+        return TransformersBackend(
+            eval_config.model,
+            inference.context_length,
+            device=eval_config.device,
+            max_batch_size=eval_config.batch_size,
+        )
+    from mathcode_pile.llm import LLMClient, RequestCache
+
+    if llm_config.llm_model == "tgi":
+        llm_config.llm_model = eval_config.model
+    cache_path = Path(llm_config.llm_cache_path or Path(eval_config.output_dir) / "llm_cache.sqlite")
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    client = LLMClient(llm_config, cache=RequestCache(cache_path))
+    tokenizer = None
+    if eval_config.tokenizer:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(eval_config.tokenizer)
+    return EndpointBackend(client, inference.context_length, tokenizer=tokenizer)
+
+
+def prediction_text(solution: LCESolution) -> str | None:
+    """What the grader reads: the last text block when it comes after the last execution, else that execution output.
+
+    MathCoder states the answer in a final text block; a solution that ends on a code block leaves its answer in the
+    execution output. A failed solution has none.
+    """
+    if solution.finish_reason == "error":
+        return None
+    for block in reversed(solution.blocks):
+        if block.kind in ("text", "execution") and block.content.strip():
+            return block.content
+    return None
+
+
+def read_done(path: Path) -> dict[int, dict[str, Any]]:
+    """Predictions already written by an earlier run (by problem index).
+
+    A torn last line (an interrupted write) and problems that ended in an ``error`` (server down, sandbox failure)
+    are left out, so the rerun solves them again.
+    """
+    done: dict[int, dict[str, Any]] = {}
+    if not path.is_file():
+        return done
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            logger.warning(
+                "%s: line %d is incomplete (interrupted run); that problem is solved again", path, line_number
+            )
+            continue
+        if row.get("finish_reason") != "error":
+            done[int(row["index"])] = row
+    return done
+
+
+async def solve_benchmark(engine: LCEInferenceEngine, problems: list[Problem], path: Path) -> list[dict[str, Any]]:
+    """Solve the problems not yet in ``path``, appending each as it finishes; returns every row in index order."""
+    done = read_done(path)
+    todo = [problem for problem in problems if problem.index not in done]
+    if done:
+        logger.info("%s: %d problem(s) already solved, %d to go", path.name, len(problems) - len(todo), len(todo))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Rewrite the file from the parsed rows so a torn line never sits before new ones.
+    path.write_text("".join(json.dumps(done[i], ensure_ascii=False) + "\n" for i in sorted(done)), encoding="utf-8")
+    semaphore = asyncio.Semaphore(engine.config.max_concurrent_problems)
+
+    async def solve_one(problem: Problem) -> None:
+        async with semaphore:
+            solution = await engine.solve(problem.question)
+        row = {
+            "index": problem.index,
+            "benchmark": problem.benchmark,
+            "answer": problem.answer,
+            "prediction": prediction_text(solution),
+            **solution.to_dict(),
+        }
+        done[problem.index] = row
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    await asyncio.gather(*(solve_one(problem) for problem in todo))
+    return [done[problem.index] for problem in problems]
+
+
+def summarize_benchmark(graded: list[dict[str, Any]]) -> dict[str, Any]:
+    rows = len(graded)
+    correct = sum(bool(row["correct"]) for row in graded)
+    finish = Counter(row["finish_reason"] for row in graded)
+    blocks = Counter()
+    for row in graded:
+        blocks.update(row.get("counters", {}))
+    return {
+        "rows": rows,
+        "correct": correct,
+        "accuracy": correct / rows if rows else 0.0,
+        "finish_reasons": dict(sorted(finish.items())),
+        "grade_reasons": dict(sorted(Counter(row["grade_reason"] for row in graded).items())),
+        "blocks": dict(sorted(blocks.items())),
+    }
+
+
+def run_evaluation(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm_config: LLMConfig) -> dict[str, Any]:
+    """Solve, grade and summarize every requested benchmark; writes predictions, results.json and results.md."""
+    from evaluation.grading import grade_rows
+    from mathcode_pile.lce.execution import SandboxSessions
+
+    output_dir = Path(eval_config.output_dir)
+    data_dir = Path(eval_config.data_dir) if eval_config.data_dir else None
+    problem_sets = {name: load_benchmark(name, eval_config.limit, data_dir) for name in eval_config.datasets}
+    backend = build_backend(eval_config, inference, llm_config)
+    results: dict[str, Any] = {
+        "model": eval_config.model,
+        "backend": "endpoint" if llm_config.llm_endpoint else "transformers",
+        "limit": eval_config.limit,
+        "inference": config_to_dict(inference),
+        "benchmarks": {},
+    }
+    sessions = SandboxSessions(eval_config.sandbox_workers, inference.execution_timeout_s, inference.max_output_chars)
+    with sessions:
+        engine = LCEInferenceEngine(backend, sessions, inference)
+        for name, problems in problem_sets.items():
+            logger.info("%s: solving %d problem(s)", BENCHMARKS[name].title, len(problems))
+            rows = asyncio.run(solve_benchmark(engine, problems, output_dir / "predictions" / f"{name}.jsonl"))
+            graded = grade_rows(rows, dataset=name, source=f"{name} predictions")
+            (output_dir / "predictions" / f"{name}.graded.jsonl").write_text(
+                "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in graded), encoding="utf-8"
+            )
+            results["benchmarks"][name] = summarize_benchmark(graded)
+            logger.info("%s: accuracy %.3f", BENCHMARKS[name].title, results["benchmarks"][name]["accuracy"])
+    save_results(results, output_dir / "results.json")
+    (output_dir / "results.md").write_text(render_comparison_table(results), encoding="utf-8")
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mathcode_pile.cli import setup_logging
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        from transformers import HfArgumentParser
+
+        HfArgumentParser(list(CONFIG_CLASSES)).print_help()
+        return 0
+    setup_logging()
+    try:
+        eval_config, inference, llm_config = parse_eval_args(argv)
+        results = run_evaluation(eval_config, inference, llm_config)
+    except (RecipeError, BenchmarkError) as exc:
+        print(f"evaluation.lce: error: {exc}", file=sys.stderr)
+        return 2
+    print(render_comparison_table(results))
+    print(f"predictions and results in {eval_config.output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""``mathcode-pile decontaminate``: remove documents that contain benchmark test items from a JSONL/Parquet file.
+
+Example::
+
+    mathcode-pile decontaminate --input docs.jsonl --output clean.jsonl \\
+        --benchmark ../shared/benchmarks --benchmark openai/gsm8k:main
+
+Without ``--benchmark`` the shared benchmark folder (``mathcode_pile.paths.benchmarks_dir()``) is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from mathcode_pile.cli import register_subcommand
+
+
+def default_benchmarks() -> list[str]:
+    """The offline default: every test set in the shared benchmark folder."""
+    from mathcode_pile.paths import benchmarks_dir
+
+    return [str(benchmarks_dir())]
+
+
+@register_subcommand("decontaminate", "remove documents containing benchmark test items (n-gram index) + JSON report")
+def configure_decontaminate(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    parser.add_argument("--input", required=True, help="documents: .jsonl or .parquet, one per row")
+    parser.add_argument("--output", required=True, help="kept rows; .jsonl or .parquet (by suffix)")
+    parser.add_argument(
+        "--benchmark",
+        action="append",
+        default=None,
+        metavar="PATH_OR_HUB_ID",
+        help="benchmark file, folder of files, or Hub id[:config[:split]] (repeatable; default: shared benchmarks)",
+    )
+    parser.add_argument("--report", default=None, help="JSON report path (default: <output>.report.json)")
+    parser.add_argument("--ngram", type=int, default=13, help="n-gram size in normalized tokens (default 13)")
+    parser.add_argument(
+        "--min-item-tokens",
+        type=int,
+        default=8,
+        help="test items shorter than this are too generic to match alone (counted in the report; default 8)",
+    )
+    parser.add_argument("--include-solutions", action="store_true", help="also index the benchmarks' solutions")
+    parser.add_argument("--text-field", default="text", help="field holding the document text (default: text)")
+    parser.add_argument("--id-field", default="id", help="field naming the document in the report (default: id)")
+    parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
+
+    def run(args: argparse.Namespace) -> int:
+        from mathcode_pile.decontamination.benchmarks import BenchmarkError
+        from mathcode_pile.decontamination.run import DecontaminationInputError, build_index, decontaminate_file
+
+        try:
+            index = build_index(
+                args.benchmark or default_benchmarks(), args.ngram, args.min_item_tokens, args.include_solutions
+            )
+            report = decontaminate_file(
+                args.input,
+                args.output,
+                index,
+                text_field=args.text_field,
+                id_field=args.id_field,
+                report_path=args.report,
+                num_proc=args.num_proc,
+            )
+        except (BenchmarkError, DecontaminationInputError, FileNotFoundError, ValueError) as exc:
+            print(f"mathcode-pile decontaminate: error: {exc}", file=sys.stderr)
+            return 2
+        summary = report.to_dict()
+        print(
+            f"{summary['input_docs']} document(s) in, {summary['removed_docs']} removed "
+            f"{report.removed_per_benchmark}, {summary['kept_docs']} written to {args.output}"
+        )
+        return 0
+
+    return run

@@ -1,0 +1,282 @@
+"""The kernel-level half of the sandbox: namespaces and mounts for a worker, then limits and identity per run.
+
+Two modes, chosen once per worker (see the package docstring for what each protects against):
+
+``namespaces`` (running as root, the default in containers and CI): the worker moves into its own network namespace
+(only a loopback interface that is down: nothing is reachable, not even 127.0.0.1 of the host), its own PID namespace
+(it is process 1 there: it sees only its own runs, and when it dies the kernel kills every process left in it) and
+its own mount namespace, where ``/proc`` shows that PID namespace only, fresh size-capped tmpfs are mounted over
+``/tmp``, ``/var/tmp`` and ``/dev/shm``, and a tmpfs covers any directory the unprivileged sandbox user cannot
+traverse on the way to the interpreter (``/root`` when Python lives under it; only the interpreter's own folders are
+bound back in, so everything else there stays hidden). Each run then gets a user id of its own: it cannot write to
+the host's files or signal other processes, ``RLIMIT_NPROC`` counts its own processes, and one ``kill(-1)`` under
+that id stops a fork bomb atomically.
+
+``process`` (no root): the same resource limits, a scrubbed environment, a private working directory and the audit
+hook of :mod:`mathcode_pile.sandbox.guard`; ``RLIMIT_NPROC`` is set to the user's current process count plus the
+allowance, which bounds a fork bomb but is shared with the user's other processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import resource
+import signal
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mathcode_pile.sandbox import linux
+from mathcode_pile.sandbox.limits import SandboxLimits
+
+logger = logging.getLogger(__name__)
+
+#: Sandboxed runs get user ids above this one: outside any normal user range, and below 2**31 for tools that print
+#: user ids as signed numbers.
+UID_BASE = 1_000_000_000
+#: Environment variables a snippet sees; nothing else of the parent's environment (tokens, keys) gets through.
+SAFE_ENVIRONMENT = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "LC_ALL": "C.UTF-8",
+    "PYTHONIOENCODING": "utf-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "NUMEXPR_NUM_THREADS": "1",
+    "MPLBACKEND": "Agg",
+}
+PRIVATE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")
+PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass(frozen=True)
+class IsolationInfo:
+    """What a worker managed to set up; reported to the parent and used for every run."""
+
+    mode: str
+    scratch_dir: str
+    network_namespace: bool
+    detail: str = ""
+    #: distinguishes the user ids of this worker's runs from those of other workers (its host pid)
+    uid_block: int = 0
+
+    def run_uid(self, pid: int) -> int:
+        """The user id of the run whose first process is ``pid`` (unique among this worker's live runs)."""
+        return UID_BASE + ((self.uid_block % 4096) << 18) + (pid & 0x3FFFF)
+
+
+def scrubbed_environment(workdir: str | None = None) -> dict[str, str]:
+    """A minimal environment; ``HOME`` and ``TMPDIR`` point at the run's own directory."""
+    env = dict(SAFE_ENVIRONMENT)
+    if workdir is not None:
+        env["HOME"] = workdir
+        env["TMPDIR"] = workdir
+    return env
+
+
+def _needed_paths() -> list[str]:
+    """Folders the sandboxed interpreter must be able to read: its prefixes, ``sys.path`` and this package."""
+    candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    candidates.add(str(Path(sys.executable).resolve().parent))
+    candidates.update(p for p in sys.path if p)
+    candidates.add(str(Path(__file__).resolve().parents[1]))
+    return sorted({str(Path(p).resolve()) for p in candidates if Path(p).is_dir()})
+
+
+def _untraversable_ancestors(paths: list[str]) -> dict[str, set[str]]:
+    """For each path, its first ancestor that others cannot enter, mapped to the children needed below it."""
+    blocked: dict[str, set[str]] = {}
+    for path in paths:
+        parts = Path(path).parts
+        for depth in range(1, len(parts) - 1):
+            ancestor = str(Path(*parts[: depth + 1]))
+            if not Path(ancestor).stat().st_mode & stat.S_IXOTH:
+                blocked.setdefault(ancestor, set()).add(parts[depth + 1])
+                break
+    return blocked
+
+
+def _expose_through_tmpfs(ancestor: str, children: set[str], stash_root: str) -> None:
+    """Cover ``ancestor`` with an empty traversable tmpfs and bind back only ``children`` (hides the rest)."""
+    stashes = []
+    for index, child in enumerate(sorted(children)):
+        stash = str(Path(stash_root) / f"stash-{abs(hash(ancestor))}-{index}")
+        Path(stash).mkdir(parents=True)
+        linux.mount(str(Path(ancestor) / child), stash, None, linux.MS_BIND | linux.MS_REC)
+        stashes.append((child, stash))
+    linux.mount("tmpfs", ancestor, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "mode=0755,size=1m")
+    for child, stash in stashes:
+        target = Path(ancestor) / child
+        target.mkdir(parents=True, exist_ok=True)
+        linux.mount(stash, str(target), None, linux.MS_MOVE)
+        Path(stash).rmdir()
+
+
+def _become_pid_namespace_init() -> None:
+    """Fork; the parent only waits and mirrors the exit code, the child (process 1 of the new namespace) goes on.
+
+    The parent stays in the caller's process group, so killing that group kills process 1 too, and with it, by the
+    kernel's rule for PID namespaces, every process a run left behind.
+    """
+    child = os.fork()
+    if child:
+        while True:
+            try:
+                _, status = os.waitpid(child, 0)
+                break
+            except InterruptedError:
+                continue
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _setup_namespaces(tmpfs_mb: int) -> IsolationInfo:
+    host_pid = os.getpid()
+    linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWPID)
+    # nothing mounted from here on propagates back to the host
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    _become_pid_namespace_init()
+    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    needed = _needed_paths()
+    blocked = _untraversable_ancestors(needed)
+    for target in PRIVATE_TMPFS:
+        if Path(target).is_dir():
+            linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode=1777,size={tmpfs_mb}m")
+    scratch = tempfile.mkdtemp(prefix="sandbox-", dir="/tmp")
+    for ancestor, children in sorted(blocked.items()):
+        _expose_through_tmpfs(ancestor, children, scratch)
+    Path(scratch).chmod(0o711)
+    detail = "private network, PID and mount namespaces" + (f"; covered {sorted(blocked)}" if blocked else "")
+    return IsolationInfo("namespaces", scratch, True, detail, uid_block=host_pid)
+
+
+def setup_worker_isolation(requested: str = "auto", tmpfs_mb: int = 512) -> IsolationInfo:
+    """Prepare the current (worker) process; runs once, before any snippet, in a single-threaded process."""
+    if requested not in ("auto", "namespaces", "process"):
+        raise ValueError(f"isolation must be 'auto', 'namespaces' or 'process', got {requested!r}")
+    with contextlib.suppress(OSError):
+        # orphans of a run are re-parented to this worker, which kills them (setsid cannot escape that)
+        linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    if requested in ("auto", "namespaces") and os.geteuid() == 0:
+        try:
+            return _setup_namespaces(tmpfs_mb)
+        except OSError as exc:
+            if requested == "namespaces":
+                raise
+            logger.warning("sandbox: namespaces unavailable (%s); falling back to process isolation", exc)
+    elif requested == "namespaces":
+        raise PermissionError("sandbox isolation 'namespaces' needs root; use 'auto' or 'process'")
+    scratch = tempfile.mkdtemp(prefix="mathcode-sandbox-")
+    return IsolationInfo("process", scratch, False, "resource limits, audit hook, scrubbed environment")
+
+
+def count_user_processes(uid: int) -> int:
+    """Processes (and threads, which RLIMIT_NPROC also counts) of ``uid``; used by the ``process`` mode."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid == uid:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    total += int(handle.read().rsplit(b")", 1)[1].split()[17])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
+
+
+def _address_space_in_use() -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _set_limit(which: int, value: int) -> None:
+    _, hard = resource.getrlimit(which)
+    value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
+def apply_limits(limits: SandboxLimits, mode: str, cpu_seconds: int | None = None) -> None:
+    """Resource limits of the calling (sandboxed) process; inherited by anything it forks."""
+    cpu = cpu_seconds if cpu_seconds is not None else limits.cpu_seconds
+    # soft limit: SIGXCPU; hard limit one second later: SIGKILL, even if SIGXCPU is ignored
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1 if hard == resource.RLIM_INFINITY else min(cpu + 1, hard)))
+    _set_limit(resource.RLIMIT_AS, _address_space_in_use() + limits.memory_mb * 1024 * 1024)
+    _set_limit(resource.RLIMIT_FSIZE, limits.max_file_bytes)
+    _set_limit(resource.RLIMIT_NOFILE, limits.max_open_files)
+    _set_limit(resource.RLIMIT_CORE, 0)
+    if mode == "namespaces":
+        _set_limit(resource.RLIMIT_NPROC, limits.max_processes)
+    else:
+        _set_limit(resource.RLIMIT_NPROC, count_user_processes(os.getuid()) + limits.max_processes)
+
+
+def drop_privileges(uid: int) -> None:
+    """Become ``uid`` (and group ``uid``) for good; no capability or set-uid program can bring root back."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def reset_signals() -> None:
+    """Default dispositions in the child; SIGXFSZ ignored so a full output file raises an error instead of killing."""
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def direct_children() -> list[int]:
+    """Children of this (single-threaded) process, from ``/proc``; with the subreaper flag this includes orphans."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
+
+
+def kill_user(uid: int) -> None:
+    """SIGKILL every process of ``uid`` in this PID namespace at once: a forked reaper takes that id and calls
+    ``kill(-1)``, which the kernel applies to all of them while no new process can be created."""
+    reaper = os.fork()
+    if reaper == 0:
+        try:
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(reaper, 0)
+
+
+def kill_leftovers(keep: set[int] | frozenset[int] = frozenset(), max_rounds: int = 1000) -> int:
+    """Stop, then kill and reap, every child except ``keep`` (orphans of runs included); returns how many.
+
+    Stopping all of them first means none can fork while the others are being killed.
+    """
+    killed = 0
+    for _ in range(max_rounds):
+        children = [pid for pid in direct_children() if pid not in keep]
+        if not children:
+            break
+        for signum in (signal.SIGSTOP, signal.SIGKILL):
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child, signum)
+        killed += len(children)
+        for child in children:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child, 0)
+    return killed

@@ -1,0 +1,444 @@
+"""A pre-warmed sandbox worker: sets up isolation, imports the math stack once, then forks one child per run.
+
+Started by :class:`mathcode_pile.sandbox.pool.SandboxPool` as ``python -m mathcode_pile.sandbox.worker``; it talks
+JSON frames over its stdin / stdout (see :mod:`.protocol`) and never runs submitted code itself: every snippet, and
+every session, runs in a forked child that :func:`.child.enter_sandbox` locks down. The worker is single-threaded
+(so forking it is safe), a child subreaper (so orphans of a run come back to it and are killed), and exits when its
+parent closes the pipe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib
+import os
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mathcode_pile.sandbox.child import enter_sandbox, run_once, serve_session
+from mathcode_pile.sandbox.isolation import (
+    IsolationInfo,
+    direct_children,
+    kill_leftovers,
+    kill_user,
+    setup_worker_isolation,
+)
+from mathcode_pile.sandbox.limits import SandboxLimits
+from mathcode_pile.sandbox.output import read_capped
+from mathcode_pile.sandbox.protocol import FrameTimeoutError, ProtocolError, recv_frame, send_frame
+from mathcode_pile.sandbox.result import ExecResult
+
+#: Seconds a session cell gets to stop after SIGINT before the session is killed and restarted.
+INTERRUPT_GRACE_S = 2.0
+SETUP_FAILED_EXIT = 70
+
+
+@dataclass
+class RunFiles:
+    """A run's private folder: ``work/`` (the snippet's cwd) beside capped ``stdout`` / ``stderr`` it cannot reach."""
+
+    run_dir: str
+    workdir: str
+    stdout: str
+    stderr: str
+
+    @classmethod
+    def create(cls, scratch_dir: str) -> RunFiles:
+        run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch_dir))
+        run_dir.chmod(0o711)
+        (run_dir / "work").mkdir(0o700)
+        return cls(str(run_dir), str(run_dir / "work"), str(run_dir / "stdout"), str(run_dir / "stderr"))
+
+    def output_full(self, limits: SandboxLimits) -> bool:
+        for path in (self.stdout, self.stderr):
+            with contextlib.suppress(OSError):
+                if Path(path).stat().st_size >= limits.max_file_bytes:
+                    return True
+        return False
+
+    def truncate(self) -> None:
+        for path in (self.stdout, self.stderr):
+            with contextlib.suppress(OSError):
+                os.truncate(path, 0)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+
+@dataclass
+class SessionChild:
+    pid: int
+    pidfd: int
+    request_fd: int
+    status_fd: int
+    files: RunFiles
+    limits: SandboxLimits
+    cpu_seconds: int
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def classify(
+    record: dict[str, Any] | None,
+    wait_status: int | None,
+    timed_out: bool,
+    output_full: bool,
+    limits: SandboxLimits,
+    cpu_used_s: float,
+    cpu_limit_s: int,
+) -> tuple[str, int | None, str]:
+    """(status, exit_code, reason) of a finished run, from the child's own record and how the process ended."""
+    if timed_out:
+        return "timeout", None, f"wall time limit of {limits.timeout_s:g}s exceeded"
+    if wait_status is not None and os.WIFSIGNALED(wait_status):
+        signum = os.WTERMSIG(wait_status)
+        if signum == signal.SIGXCPU or (signum == signal.SIGKILL and cpu_used_s >= cpu_limit_s - 0.05):
+            return "timeout", -signum, f"CPU time limit of {cpu_limit_s}s exceeded"
+        if signum == signal.SIGXFSZ:
+            return "output_limit", -signum, f"file size limit of {limits.max_file_mb:g} MB reached"
+        return "killed", -signum, f"killed by {_signal_name(signum)}"
+    exit_code = os.WEXITSTATUS(wait_status) if wait_status is not None else None
+    if record is None:
+        if exit_code == SETUP_FAILED_EXIT:
+            return "sandbox_error", exit_code, "the sandbox could not be set up for this run"
+        if output_full:
+            return "output_limit", exit_code, f"output exceeds the file size limit of {limits.max_file_mb:g} MB"
+        if exit_code == 0:
+            return "ok", 0, ""
+        return "error", exit_code, f"process exited with code {exit_code}"
+    kind = record.get("kind")
+    if kind == "ok":
+        return "ok", exit_code if exit_code is not None else 0, ""
+    if kind == "exit":
+        code = int(record.get("code", 0))
+        return ("ok", code, "") if code == 0 else ("error", code, f"SystemExit({code})")
+    if kind == "interrupted":
+        return "timeout", exit_code, f"interrupted after the wall time limit of {limits.timeout_s:g}s"
+    error_type = str(record.get("type", "Exception"))
+    message = str(record.get("message", ""))
+    reason = f"{error_type}: {message}" if message else error_type
+    if error_type == "MemoryError":
+        return "memory_limit", exit_code, f"memory limit of {limits.memory_mb} MB exceeded (MemoryError)"
+    if output_full or record.get("errno") == 27:  # EFBIG: the file-size limit refused a write
+        return "output_limit", exit_code, f"file size limit of {limits.max_file_mb:g} MB reached ({reason})"
+    return "error", exit_code, reason
+
+
+class Worker:
+    """The worker's request loop state: isolation info and the live session children."""
+
+    def __init__(self, info: IsolationInfo, proto_fds: tuple[int, int]) -> None:
+        self.info = info
+        self.proto_fds = proto_fds
+        self.sessions: dict[int, SessionChild] = {}
+        self.next_session = 1
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _fork_child(self, files: RunFiles, limits: SandboxLimits, keep: tuple[int, ...], cpu_seconds: int) -> int:
+        """Fork a locked-down child (only the ``keep`` descriptors stay open in it); returns 0 in the child."""
+        pid = os.fork()
+        if pid:
+            return pid
+        try:
+            for fd in self.proto_fds:
+                os.close(fd)
+            enter_sandbox(self.info, limits, files.workdir, files.stdout, files.stderr, keep, cpu_seconds)
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                os.write(2, traceback.format_exc().encode())
+            os._exit(SETUP_FAILED_EXIT)
+        return 0  # in the child
+
+    def _session_pids(self) -> set[int]:
+        return {child.pid for child in self.sessions.values()}
+
+    def _kill_run(self, pid: int) -> None:
+        """Kill a run's first process and everything it started (all at once where the run has its own user id)."""
+        if self.info.mode == "namespaces":
+            kill_user(self.info.run_uid(pid))
+        else:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    def _clean_up_after(self, pid: int, keep: set[int]) -> None:
+        """Kill whatever the finished run ``pid`` left behind (background processes, a fork bomb's survivors)."""
+        if any(child not in keep for child in direct_children()):
+            if self.info.mode == "namespaces":
+                kill_user(self.info.run_uid(pid))
+            kill_leftovers(keep)
+
+    def _result(
+        self,
+        files: RunFiles,
+        limits: SandboxLimits,
+        record: dict[str, Any] | None,
+        wait_status: int | None,
+        timed_out: bool,
+        started: float,
+        cpu_used_s: float,
+        cpu_limit_s: int,
+        note: str = "",
+    ) -> dict[str, Any]:
+        stdout, cut_out = read_capped(files.stdout, limits.max_output_chars)
+        stderr, cut_err = read_capped(files.stderr, limits.max_output_chars)
+        status, exit_code, reason = classify(
+            record, wait_status, timed_out, files.output_full(limits), limits, cpu_used_s, cpu_limit_s
+        )
+        if note:
+            reason = f"{reason}; {note}" if reason else note
+        result = ExecResult(status, stdout, stderr, exit_code, reason, time.monotonic() - started, cut_out or cut_err)
+        return result.to_dict()
+
+    # -- one-shot runs ---------------------------------------------------------------------------------------
+
+    def run(self, code: str, limits: SandboxLimits) -> dict[str, Any]:
+        files = RunFiles.create(self.info.scratch_dir)
+        status_r, status_w = os.pipe()
+        started = time.monotonic()
+        pid = self._fork_child(files, limits, (status_w,), limits.cpu_seconds)
+        if pid == 0:  # the sandboxed child: it never returns from here
+            exit_code = 1
+            try:
+                exit_code = run_once(code, status_w)
+            finally:
+                os._exit(exit_code)
+        os.close(status_w)
+        pidfd = os.pidfd_open(pid)
+        try:
+            ready, _, _ = select.select([pidfd], [], [], limits.timeout_s)
+            timed_out = not ready
+            if timed_out:
+                self._kill_run(pid)
+            _, wait_status, usage = os.wait4(pid, 0)
+        finally:
+            os.close(pidfd)
+        self._clean_up_after(pid, self._session_pids())
+        record = self._read_record(status_r)
+        os.close(status_r)
+        try:
+            cpu_used = usage.ru_utime + usage.ru_stime
+            return self._result(files, limits, record, wait_status, timed_out, started, cpu_used, limits.cpu_seconds)
+        finally:
+            files.remove()
+
+    @staticmethod
+    def _read_record(status_fd: int) -> dict[str, Any] | None:
+        os.set_blocking(status_fd, False)
+        try:
+            return recv_frame(status_fd, deadline=time.monotonic() + 0.05, max_bytes=1 << 20)
+        except (ProtocolError, BlockingIOError, OSError):
+            return None
+
+    # -- sessions --------------------------------------------------------------------------------------------
+
+    def _start_session_child(self, limits: SandboxLimits, cpu_seconds: int) -> SessionChild:
+        files = RunFiles.create(self.info.scratch_dir)
+        request_r, request_w = os.pipe()
+        status_r, status_w = os.pipe()
+        pid = self._fork_child(files, limits, (request_r, status_w), cpu_seconds)
+        if pid == 0:  # the sandboxed interpreter: it never returns from here
+            try:
+                serve_session(request_r, status_w)
+            finally:
+                os._exit(0)
+        os.close(request_r)
+        os.close(status_w)
+        return SessionChild(pid, os.pidfd_open(pid), request_w, status_r, files, limits, cpu_seconds)
+
+    def _stop_session_child(self, child: SessionChild) -> tuple[int | None, float]:
+        self._kill_run(child.pid)
+        wait_status, cpu_used = None, 0.0
+        with contextlib.suppress(ChildProcessError):
+            _, wait_status, usage = os.wait4(child.pid, 0)
+            cpu_used = usage.ru_utime + usage.ru_stime
+        for fd in (child.pidfd, child.request_fd, child.status_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._clean_up_after(child.pid, self._session_pids() - {child.pid})
+        child.files.remove()
+        return wait_status, cpu_used
+
+    def open_session(self, limits: SandboxLimits, cpu_seconds: int) -> dict[str, Any]:
+        session_id = self.next_session
+        self.next_session += 1
+        self.sessions[session_id] = self._start_session_child(limits, cpu_seconds)
+        return {"session": session_id}
+
+    def close_session(self, session_id: int) -> dict[str, Any]:
+        child = self.sessions.pop(session_id, None)
+        if child is not None:
+            self._stop_session_child(child)
+        return {"closed": child is not None}
+
+    def _restart(self, session_id: int, child: SessionChild) -> tuple[int | None, float]:
+        outcome = self._stop_session_child(child)
+        self.sessions[session_id] = self._start_session_child(child.limits, child.cpu_seconds)
+        return outcome
+
+    def _restarted(
+        self, session_id: int, child: SessionChild, limits: SandboxLimits, started: float, timed_out: bool
+    ) -> dict[str, Any]:
+        """Kill a session's interpreter (dead, stubborn or confused), start a fresh one, and report what happened."""
+        stdout, cut_out = read_capped(child.files.stdout, limits.max_output_chars)
+        stderr, cut_err = read_capped(child.files.stderr, limits.max_output_chars)
+        wait_status, cpu = self._restart(session_id, child)
+        lost = "the session was restarted and its variables were lost"
+        if timed_out:
+            status, exit_code = "timeout", None
+            reason = f"wall time limit of {limits.timeout_s:g}s exceeded and the cell did not stop on interrupt"
+        else:
+            status, exit_code, reason = classify(None, wait_status, False, False, limits, cpu, child.cpu_seconds)
+            if status == "ok":
+                status, reason = "error", f"the session process exited (code {exit_code})"
+        result = ExecResult(
+            status,  # type: ignore[arg-type]
+            stdout,
+            stderr,
+            exit_code,
+            f"{reason}; {lost}",
+            time.monotonic() - started,
+            cut_out or cut_err,
+        ).to_dict()
+        result["restarted"] = True
+        return result
+
+    def cell(self, session_id: int, code: str, timeout_s: float, display_last: bool) -> dict[str, Any]:
+        """Run one cell in a session: past the wall time it gets SIGINT (KeyboardInterrupt, variables kept), and
+        INTERRUPT_GRACE_S later, if still running, a fresh interpreter."""
+        child = self.sessions.get(session_id)
+        if child is None:
+            return {"error": f"no open session {session_id}"}
+        limits = child.limits.with_timeout(timeout_s)
+        child.files.truncate()
+        started = time.monotonic()
+        try:
+            send_frame(child.request_fd, {"code": code, "display_last": display_last})
+        except OSError:  # the interpreter is gone (it died between cells)
+            return self._restarted(session_id, child, limits, started, timed_out=False)
+        deadline = started + limits.timeout_s
+        interrupted = False
+        while True:
+            ready, _, _ = select.select([child.status_fd, child.pidfd], [], [], max(0.0, deadline - time.monotonic()))
+            record = None
+            if child.status_fd in ready:
+                with contextlib.suppress(ProtocolError):
+                    record = recv_frame(child.status_fd, deadline=time.monotonic() + 5, max_bytes=1 << 20)
+            if record is not None:
+                if interrupted and record.get("kind") != "interrupted":
+                    # a cell that caught KeyboardInterrupt and finished anyway still ran past its limit
+                    record = {"kind": "interrupted"}
+                result = self._result(child.files, limits, record, 0, False, started, 0.0, child.cpu_seconds)
+                if interrupted:
+                    result["reason"] += "; the session keeps its variables"
+                result["restarted"] = False
+                return result
+            if ready:  # the interpreter died (os._exit, a signal, its CPU budget) or sent garbage
+                return self._restarted(session_id, child, limits, started, timed_out=False)
+            if interrupted:  # the cell ignored the interrupt
+                return self._restarted(session_id, child, limits, started, timed_out=True)
+            interrupted = True
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGINT)
+            deadline = time.monotonic() + INTERRUPT_GRACE_S
+
+    # -- request loop ----------------------------------------------------------------------------------------
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "run":
+            return self.run(str(request["code"]), SandboxLimits.from_dict(request["limits"]))
+        if op == "open_session":
+            return self.open_session(SandboxLimits.from_dict(request["limits"]), int(request["cpu_seconds"]))
+        if op == "cell":
+            return self.cell(
+                int(request["session"]),
+                str(request["code"]),
+                float(request["timeout_s"]),
+                bool(request["display_last"]),
+            )
+        if op == "close_session":
+            return self.close_session(int(request["session"]))
+        if op == "ping":
+            return {"pong": True, "sessions": len(self.sessions)}
+        return {"error": f"unknown op {op!r}"}
+
+    def shutdown(self) -> None:
+        for session_id in list(self.sessions):
+            self.close_session(session_id)
+        kill_leftovers()
+        shutil.rmtree(self.info.scratch_dir, ignore_errors=True)
+
+
+def _preload(modules: list[str]) -> tuple[list[str], list[str]]:
+    loaded, missing = [], []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:
+            missing.append(name)
+    return loaded, missing
+
+
+def main() -> int:
+    # keep the protocol off fds 0/1 so that stray prints of imported libraries cannot corrupt it
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(2, 1)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        config = recv_frame(proto_in)
+        info = setup_worker_isolation(str(config.get("isolation", "auto")), int(config.get("tmpfs_mb", 512)))
+        loaded, missing = _preload(list(config.get("preload", [])))
+        warmup = str(config.get("warmup") or "")
+        if warmup and not missing:
+            exec(compile(warmup, "<warmup>", "exec"), {"__name__": "__warmup__"})  # our own code, see DEFAULT_WARMUP
+        gc.collect()
+        gc.freeze()  # keep the preloaded objects out of the children's collections (fewer copied pages)
+    except Exception:
+        send_frame(proto_out, {"ready": False, "error": traceback.format_exc()})
+        return 1
+    send_frame(
+        proto_out,
+        {"ready": True, "mode": info.mode, "detail": info.detail, "preloaded": loaded, "missing": missing},
+    )
+    worker = Worker(info, (proto_in, proto_out))
+    try:
+        while True:
+            try:
+                request = recv_frame(proto_in)
+            except (ProtocolError, FrameTimeoutError):
+                break
+            if request.get("op") == "exit":
+                break
+            try:
+                reply = worker.handle(request)
+            except Exception:
+                reply = ExecResult("sandbox_error", reason=traceback.format_exc(limit=5)).to_dict()
+            send_frame(proto_out, reply)
+    finally:
+        worker.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

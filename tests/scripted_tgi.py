@@ -1,0 +1,101 @@
+"""A scripted model behind TGI's HTTP API, run as its own process on 127.0.0.1 for inference-loop tests.
+
+The scripts file maps each question to the assistant's LCE answer *without* execution blocks (what a trained model
+writes). For each request the server finds the question in the user turn, removes the execution blocks from the
+assistant part of the prompt, checks that what is left is a prefix of that question's script, and answers with the
+next piece up to and including the next stop marker, as TGI does with ``stop`` sequences. A prompt that strays from
+its script gets HTTP 422, so a loop that builds its prompt wrongly fails loudly. Every prompt received is appended to
+a JSON-lines log the test reads.
+
+Usage: ``python tests/scripted_tgi.py --scripts scripts.json --port-file port.txt --log prompts.jsonl [--strip-stops]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+EXECUTION_BLOCK = re.compile(r"<\|execution\|>.*?<\|endofblock\|>", re.DOTALL)
+USER_TEXT = re.compile(r"<\|user\|><\|text\|>(.*?)<\|endofblock\|>", re.DOTALL)
+STOPS = ("<|endofblock|>", "<|endofmessage|>")
+
+
+def next_piece(scripts: dict[str, str], prompt: str, stops: list[str]) -> tuple[str, str] | None:
+    """The continuation of ``prompt`` along its question's script up to the next stop marker, and the finish reason."""
+    question = USER_TEXT.search(prompt)
+    if "<|assistant|>" not in prompt or question is None or question.group(1) not in scripts:
+        return None
+    script = scripts[question.group(1)]
+    written = EXECUTION_BLOCK.sub("", prompt.rsplit("<|assistant|>", 1)[1])
+    if not script.startswith(written):
+        return None
+    rest = script[len(written) :]
+    ends = [rest.find(stop) + len(stop) for stop in stops if stop in rest]
+    if not ends:
+        return rest, "length"
+    return rest[: min(ends)], "stop_sequence"
+
+
+def build_app(scripts: dict[str, str], log_path: Path, strip_stops: bool, delay_s: float) -> web.Application:
+    in_flight = 0
+
+    async def generate(request: web.Request) -> web.Response:
+        nonlocal in_flight
+        body = await request.json()
+        prompt = body["inputs"]
+        in_flight += 1
+        with log_path.open("a", encoding="utf-8") as log:
+            entry = {"prompt": prompt, "parameters": body.get("parameters", {}), "in_flight": in_flight}
+            log.write(json.dumps(entry) + "\n")
+        try:
+            await asyncio.sleep(delay_s)  # a model takes time: lets concurrent requests overlap
+        finally:
+            in_flight -= 1
+        stops = body.get("parameters", {}).get("stop") or list(STOPS)
+        piece = next_piece(scripts, prompt, stops)
+        if piece is None:
+            return web.json_response(
+                {"error": "prompt strays from the script", "error_type": "validation"}, status=422
+            )
+        text, reason = piece
+        if strip_stops and reason == "stop_sequence":  # what OpenAI-compatible servers return
+            text = text[: -len(next(stop for stop in stops if text.endswith(stop)))]
+        details = {"finish_reason": reason, "generated_tokens": max(1, len(text) // 4), "seed": None,
+                   "prefill": [], "tokens": []}  # fmt: skip
+        return web.json_response([{"generated_text": text, "details": details}])
+
+    app = web.Application()
+    app.router.add_post("/", generate)
+    app.router.add_post("/generate", generate)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scripts", type=Path, required=True)
+    parser.add_argument("--port-file", type=Path, required=True)
+    parser.add_argument("--log", type=Path, required=True)
+    parser.add_argument("--strip-stops", action="store_true", help="leave the matched stop marker out of the text")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds each request takes")
+    args = parser.parse_args()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)  # connections made before the app starts wait in the backlog
+    scripts = json.loads(args.scripts.read_text(encoding="utf-8"))
+    app = build_app(scripts, args.log, args.strip_stops, args.delay)
+
+    async def announce_port(_: web.Application) -> None:
+        args.port_file.write_text(str(sock.getsockname()[1]), encoding="utf-8")
+
+    app.on_startup.append(announce_port)
+    web.run_app(app, sock=sock, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
