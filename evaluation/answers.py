@@ -44,6 +44,14 @@ _POWER_OF_TEN = re.compile(r"^(?P<sign>[+-]?)10\s*\^\s*\{?\s*(?P<exp>[+-]?\d+)\s
 _LATEX_FRACTION = re.compile(r"^(?P<sign>[+-]?)\\frac\{(?P<num>[^{}]+)\}\{(?P<den>[^{}]+)\}$")
 _SLASH_FRACTION = re.compile(r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+))\s*/\s*(?P<den>[+-]?(?:\d+\.?\d*|\.\d+))$")
 _LEADING_CHOICE = re.compile(r"^\(?\s*([A-J])\s*\)?(?![A-Za-z0-9])")
+#: Greek-letter commands name variables in answers (``\\pi`` is a number and is not listed).
+_GREEK_LETTERS = frozenset(
+    (
+        "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
+        "kappa", "lambda", "mu", "nu", "xi", "rho", "varrho", "sigma", "tau", "upsilon", "phi", "varphi", "chi",
+        "psi", "omega", "hbar", "ell",
+    )
+)  # fmt: skip
 # Option letters A-J: MMLU and SAT use A-D (some SAT sets go to E), MMLU-Pro to J.
 _CHOICE_PATTERNS = (
     re.compile(r"^\(?\s*([A-Ja-j])\s*\)?\s*[.:]?$"),  # B  (b)  b.  B:
@@ -290,13 +298,18 @@ def parse_number(cleaned: str) -> float | None:
     return None
 
 
-def has_free_symbol(cleaned: str) -> bool:
-    """Whether a cleaned answer names a variable (``x``, ``C_{1}``, ``\\omega t``): a letter outside LaTeX commands.
+def has_free_symbol(answer: str) -> bool:
+    """Whether an answer names a variable (``x``, ``C_{1}``, ``2.2 \\tau``): a Latin letter outside LaTeX commands,
+    or a Greek-letter command other than ``\\pi``. Pass the unsquashed clean form: ``\\omega i`` squashed to
+    ``\\omegai`` would read as one command.
 
-    ``e`` and ``i`` count as variables too; a plain number is never equal to an expression holding either in our
-    benchmarks' answers, and math-verify would say the same more slowly.
+    ``e`` and ``i`` count as variables too; in our benchmarks a plain number never equals an expression holding either,
+    and math-verify would reach the same verdict far more slowly.
     """
-    return bool(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", "", cleaned)))
+    commands = re.findall(r"\\([A-Za-z]+)", answer)
+    if any(command.lower() in _GREEK_LETTERS for command in commands):
+        return True
+    return bool(re.search(r"[A-Za-z]", re.sub(r"\\[A-Za-z]+", " ", answer)))
 
 
 def _finite(value: float) -> float | None:

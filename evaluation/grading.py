@@ -194,15 +194,16 @@ def _compare(extracted: str, gold: str, rel_tol: float, abs_tol: float) -> tuple
     if predicted_value is not None and gold_value is not None:
         correct = math.isclose(predicted_value, gold_value, rel_tol=rel_tol, abs_tol=abs_tol)
         return correct, "numeric" if correct else "numeric_mismatch"
-    if (gold_value is not None and has_free_symbol(predicted_clean)) or (
-        predicted_value is not None and has_free_symbol(gold_clean)
+    predicted_spaced, gold_spaced = clean_answer(extracted, squash=False), clean_answer(gold, squash=False)
+    if (gold_value is not None and has_free_symbol(predicted_spaced)) or (
+        predicted_value is not None and has_free_symbol(gold_spaced)
     ):
         return False, "mismatch"  # a number never equals an expression in a variable; spares math-verify's time
     predicted_list, gold_list = split_answer_list(predicted_clean), split_answer_list(gold_clean)
     if predicted_list is not None and gold_list is not None:
         correct = _lists_match(predicted_list, gold_list, rel_tol, abs_tol)
         return correct, "list" if correct else "list_mismatch"
-    if _math_verify_equal(clean_answer(gold, squash=False), clean_answer(extracted, squash=False)):
+    if _math_verify_equal(gold_spaced, predicted_spaced):
         return True, "math_verify"
     return False, "mismatch"
 

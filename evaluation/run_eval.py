@@ -82,6 +82,10 @@ class EvalSuiteConfig(ValidatedConfig):
         default=False,
         metadata={"help": "local-completions: send token ids, not text (vLLM takes both, llama.cpp only text)."},
     )
+    num_fewshot: int | None = field(
+        default=None,
+        metadata={"help": "Shots for every few-shot task instead of the suite's 4 (MMLU-Math stays 0-shot)."},
+    )
     max_gen_toks: int | None = field(
         default=None, metadata={"help": "Cap on generated tokens for every generative task (default: per task)."}
     )
@@ -101,6 +105,8 @@ class EvalSuiteConfig(ValidatedConfig):
         for name in ("batch_size", "num_concurrent"):
             if getattr(self, name) < 1:
                 raise RecipeError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_fewshot is not None and self.num_fewshot < 0:
+            raise RecipeError(f"num_fewshot must be >= 0 when given, got {self.num_fewshot}")
         for name in ("limit", "max_gen_toks", "max_length"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -203,6 +209,7 @@ def run_lm_eval(config: EvalSuiteConfig, model_ref: str) -> dict[str, Any]:
         # one prompt per request for servers (llama.cpp's takes no prompt lists); parallelism is num_concurrent
         batch_size=1 if backend == "local-completions" else config.batch_size,
         limit=config.limit,
+        num_fewshot=config.num_fewshot,
         task_manager=task_manager,
         gen_kwargs={"max_gen_toks": config.max_gen_toks} if config.max_gen_toks else None,
         log_samples=True,
@@ -319,6 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "-h" in arguments or "--help" in arguments:
         from transformers import HfArgumentParser
 
+        print("mathcode-eval run [--config RECIPE.yaml] [--key value ...]: recipe keys, overridable here:\n")
         HfArgumentParser([EvalSuiteConfig]).print_help()
         return 0
     setup_logging()

@@ -18,7 +18,7 @@ from evaluation.results_table import (
     render_table_from_results,
     wilson_interval,
 )
-from evaluation.run_eval import EvalSuiteConfig, parse_eval_args, run_suite
+from evaluation.run_eval import EvalSuiteConfig, find_unscorable_tasks, parse_eval_args, run_suite
 from mathcode_pile.config import RecipeError
 
 # ---------------------------------------------------------------------------------------------------- recipes
@@ -157,22 +157,38 @@ def test_suite_runs_on_a_tiny_model_and_writes_results(
 
 @pytest.mark.slow
 def test_suite_runs_against_a_served_model(embedded_server: object, benchmarks_dir: Path, tmp_path: Path) -> None:
-    """``local-completions`` against the real llama.cpp server: generation is scored; its missing prompt
-    log-probabilities make MMLU-Math unscored instead of a fake "always A" score."""
+    """``local-completions`` against the real llama.cpp server: prompts go out as text, answers come back graded."""
     config = EvalSuiteConfig(
         model="smollm2",
         backend="local-completions",
         base_url=embedded_server.url,  # type: ignore[attr-defined]
-        tasks=["mathcoder2_gsm8k", "mathcoder2_mmlu_math"],
+        tasks=["mathcoder2_gsm8k"],
         limit=1,
         data_dir=str(benchmarks_dir),
         max_gen_toks=8,
+        num_fewshot=0,  # short prompts: the server's CPU time is what this test waits for
         output_dir=str(tmp_path / "served"),
     )
     output_dir, table = run_suite(config)
-    assert "| GSM8K | 4 | 1 |" in table
-    assert "MMLU-Math: not scored: the backend returned no prompt log-probabilities" in table
+    assert "| GSM8K | 0 | 1 |" in table
     results = json.loads((output_dir / "results.json").read_text(encoding="utf-8"))
     assert [score["benchmark"] for score in results["mathcode"]["scores"]] == ["gsm8k"]
     generated = json.loads((output_dir / "samples" / "mathcoder2_gsm8k.jsonl").read_text().splitlines()[0])
     assert generated["prediction"] and generated["answer"] == "18"
+    assert generated["grade_reason"] in {"numeric_mismatch", "exact", "numeric", "mismatch", "no_answer"}
+
+
+def test_option_scores_without_log_probabilities_are_reported_unscored() -> None:
+    """A server that answers ``echo`` requests without prompt log-probabilities (llama.cpp's) gives four zeros per
+    question, and lm-eval would report "always A" as a score: such tasks are flagged instead."""
+    zeros = [[(0.0, False)] * 4 for _ in range(3)]
+    real = [[(-5.0, False), (-9.9, False), (-8.7, True), (-7.3, False)]]
+    results = {
+        "samples": {
+            "mathcoder2_mmlu_math": [{"filtered_resps": responses} for responses in zeros],
+            "mathcoder2_gsm8k": [{"filtered_resps": ["0"]}],
+        }
+    }
+    assert list(find_unscorable_tasks(results)) == ["mathcoder2_mmlu_math"]
+    results["samples"]["mathcoder2_mmlu_math"] = [{"filtered_resps": responses} for responses in zeros + real]
+    assert find_unscorable_tasks(results) == {}

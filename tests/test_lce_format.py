@@ -177,3 +177,19 @@ def test_chat_template_renders_the_training_and_prompt_layout(tiny_model_dir: Pa
     question = [{"role": "user", "content": "2+2?"}]
     rendered = tokenizer.apply_chat_template(question, tokenize=False, add_generation_prompt=True)
     assert rendered == render_prompt(build_conversation("2+2?"))
+
+
+def test_shipped_demo_set_is_what_the_sandbox_prints() -> None:
+    """The bundled LCE demo rows regenerate identically: every execution block is the real output of its code."""
+    import json
+
+    from mathcode_pile.lce.demo_data import DEMO_FILE, generate_examples
+    from mathcode_pile.lce.execution import SandboxSessions
+
+    shipped = [json.loads(line) for line in DEMO_FILE.read_text(encoding="utf-8").splitlines()]
+    assert len(shipped) == 200
+    with SandboxSessions(workers=1) as sessions:
+        regenerated = generate_examples(12, seed=0, session_factory=sessions)
+    assert regenerated == shipped[:12]
+    rectangle = from_chat_messages(shipped[1]["messages"])[2].blocks
+    assert [b.kind for b in rectangle] == ["text", "code", "execution", "text", "code", "execution", "text"]

@@ -110,6 +110,11 @@ def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm
         )
     from mathcode_pile.llm import LLMClient, RequestCache
 
+    if llm_config.llm_mode != "text_generation":
+        raise RecipeError(
+            "--llm_mode must be text_generation: the loop continues a raw LCE prompt block by block (TGI's generate "
+            f"API), which chat endpoints cannot do (got {llm_config.llm_mode!r})"
+        )
     if llm_config.llm_model == "tgi":
         llm_config.llm_model = eval_config.model
     cache_path = Path(llm_config.llm_cache_path or Path(eval_config.output_dir) / "llm_cache.sqlite")

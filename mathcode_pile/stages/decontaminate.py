@@ -20,8 +20,8 @@ from mathcode_pile.decontamination import cli as _decontaminate_cli  # noqa: F40
 from mathcode_pile.decontamination.benchmarks import resolve_benchmark_files
 from mathcode_pile.decontamination.index import NgramIndex
 from mathcode_pile.sources import document_metadata
-from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
+from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH
 from mathcode_pile.stats import StageStats
 
 DROP_PREFIX = "contaminated_"

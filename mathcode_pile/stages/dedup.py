@@ -26,8 +26,8 @@ from mathcode_pile.card import CardSection, publish_stage_section
 from mathcode_pile.config import RecipeError, ValidatedConfig
 from mathcode_pile.dedup.minhash import NearDuplicateIndex
 from mathcode_pile.sources import document_metadata
-from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
+from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH
 from mathcode_pile.stats import StageStats
 
 logger = logging.getLogger(__name__)
