@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
 TEMPLATES_DIR = Path(__file__).parent
 
 
@@ -11,3 +13,15 @@ def template_path(name: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"no card template named '{name}' in {TEMPLATES_DIR}")
     return path
+
+
+def card_environment() -> Environment:
+    """The one Jinja environment every card is rendered with: a missing variable is an error, block tags leave no
+    blank lines behind (markdown tables break on them)."""
+    return Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )

@@ -13,9 +13,8 @@ from typing import Any
 
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from hub_cards import TEMPLATES_DIR
+from hub_cards import card_environment
 from mathcode_pile.stats import StageStats
 
 
@@ -91,13 +90,7 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         }
     has_tokens = bool(inputs.composition) and all(row.tokens is not None for row in inputs.composition)
     has_weights = any(row.weight is not None for row in inputs.composition)
-    environment = Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = card_environment()
     template = environment.get_template("dataset_card.md.j2")
     return template.render(
         card_data=card_data.to_yaml(),

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from hub_cards import TEMPLATES_DIR
+from hub_cards import card_environment
 from training.data import SourceReport
 
 logger = logging.getLogger(__name__)
@@ -78,13 +77,7 @@ def render_model_card(inputs: ModelCardInputs) -> str:
         base_model=base_model,
         datasets=[s.hub_id for s in inputs.sources if s.hub_id] or None,
     )
-    environment = Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = card_environment()
     return environment.get_template("model_card.md.j2").render(
         card_data=card_data.to_yaml(),
         model_name=inputs.model_name,

@@ -16,10 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
-from mathcode_pile.config import RecipeError, ValidatedConfig
+from mathcode_pile.config import RecipeError, ValidatedConfig, read_recipe
 
 #: Packing strategies that keep every token: ``bfd`` truncates documents longer than ``max_length``.
 LOSSLESS_PACKING_STRATEGIES = ("bfd_split", "wrapped")
@@ -188,15 +187,7 @@ def parse_trl_recipe(classes: Sequence[type], argv: Sequence[str] | None = None)
         if index + 1 >= len(args):
             raise RecipeError("--config needs a recipe path")
         recipe = args[index + 1]
-        if not Path(recipe).is_file():
-            raise RecipeError(f"recipe not found: {recipe}")
-        try:
-            values = yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{recipe}: invalid YAML: {exc}") from exc
-        if not isinstance(values, dict):
-            raise RecipeError(f"{recipe}: a recipe must be a mapping of keys to values")
-        check_recipe_values(recipe, values, classes)
+        check_recipe_values(recipe, read_recipe(recipe), classes)
     try:
         configs = TrlParser(classes).parse_args_and_config(args=args)
     except RecipeError as exc:

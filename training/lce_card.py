@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCardData
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from hub_cards import TEMPLATES_DIR
+from hub_cards import card_environment
 from training.card import LOSS_PLOT, is_hub_model_id, loss_points, plot_loss_curve, validate_model_card
 
 logger = logging.getLogger(__name__)
@@ -57,13 +56,7 @@ def lce_hyperparameters(training_args: Any, model_args: Any) -> list[tuple[str, 
 
 def render_lce_model_card(values: dict[str, Any]) -> str:
     """Render the template; ``values`` holds every variable it uses (StrictUndefined catches a missing one)."""
-    environment = Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)),
-        undefined=StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    environment = card_environment()
     return environment.get_template(TEMPLATE).render(**values)
 
 

@@ -51,8 +51,12 @@ def prepare_smollm2(target: Path) -> Path:
     return target
 
 
-def prepare_tiny(target: Path, seed: int = 0) -> Path:
-    """Write a random-init tiny Llama (weights, config, BOS-adding tokenizer) to ``target`` unless it exists."""
+def prepare_tiny(target: Path, seed: int = 0, add_bos: bool = True) -> Path:
+    """Write a random-init tiny Llama (weights, config, tokenizer) to ``target`` unless it exists.
+
+    ``add_bos`` makes the tokenizer put a BOS in front of every text, as Llama-family tokenizers do (the training
+    recipes exercise that path); without it the tokenizer behaves like SmolLM2's own.
+    """
     if (target / "config.json").is_file():
         return target
     import torch
@@ -61,7 +65,8 @@ def prepare_tiny(target: Path, seed: int = 0) -> Path:
     from mathcode_pile.llm.embedded import convert_embedded_to_safetensors
 
     tokenizer = AutoTokenizer.from_pretrained(convert_embedded_to_safetensors())
-    add_bos_post_processor(tokenizer)
+    if add_bos:
+        add_bos_post_processor(tokenizer)
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=len(tokenizer),

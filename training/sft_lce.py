@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from mathcode_pile.config import RecipeError, ValidatedConfig
-from training.config import check_recipe_values
+from training.config import parse_trl_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -120,32 +119,7 @@ CONFIG_CLASSES: tuple[type, ...] = (LCEScriptArguments, LCESFTConfig, ModelConfi
 
 def parse_lce_args(argv: Sequence[str] | None = None) -> tuple[LCEScriptArguments, LCESFTConfig, ModelConfig]:
     """``--config recipe.yaml`` plus ``--key value`` overrides; unknown keys and wrong types name the recipe."""
-    args = list(argv or [])
-    recipe = "command line"
-    if "--config" in args:
-        index = args.index("--config")
-        if index + 1 >= len(args):
-            raise RecipeError("--config needs a recipe path")
-        recipe = args[index + 1]
-        if not Path(recipe).is_file():
-            raise RecipeError(f"recipe not found: {recipe}")
-        try:
-            values = yaml.safe_load(Path(recipe).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise RecipeError(f"{recipe}: invalid YAML: {exc}") from exc
-        if not isinstance(values, dict):
-            raise RecipeError(f"{recipe}: a recipe must be a mapping of keys to values")
-        check_recipe_values(recipe, values, CONFIG_CLASSES)
-    try:
-        script_args, training_args, model_args = TrlParser(CONFIG_CLASSES).parse_args_and_config(args=args)
-    except RecipeError as exc:
-        raise RecipeError(f"{recipe}: {exc}") from exc
-    except SystemExit as exc:
-        raise RecipeError(f"{recipe}: invalid command-line option(s) in {args}") from exc
-    except (ValueError, TypeError) as exc:
-        raise RecipeError(f"{recipe}: {exc}") from exc
-    if not model_args.model_name_or_path:
-        raise RecipeError(f"{recipe}: model_name_or_path is required")
+    script_args, training_args, model_args = parse_trl_recipe(CONFIG_CLASSES, argv)
     return script_args, training_args, model_args
 
 
