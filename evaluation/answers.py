@@ -17,6 +17,7 @@ _FINAL_ANSWER = re.compile(
 )
 _ANSWER_IS = re.compile(r"\banswer(?:\s+is|\s*:)[:\s]*", re.IGNORECASE)
 _CHOICE_IS = re.compile(r"\b(?:option|choice)(?:\s+is|\s*:)[:\s]*", re.IGNORECASE)
+_INLINE_MATH = re.compile(r"(?<!\\)\$((?:[^$\\]|\\.)+)\$")
 _SENTENCE_END = re.compile(r"\.(?=\s|$)|\n")
 _HASHES = re.compile(r"####\s*([^\n]+)")
 _NUMBER_IN_TEXT = re.compile(
@@ -116,6 +117,15 @@ def _text_after(pattern: re.Pattern[str], text: str) -> str | None:
     return sentence if sentence.strip() else None
 
 
+def last_inline_math(sentence: str) -> str | None:
+    """The last ``$...$`` span of a sentence that also holds words (``the image is $\\frac{1}{2}$ cm`` ->
+    ``\\frac{1}{2}``); ``None`` when the sentence is only math or has none."""
+    spans = _INLINE_MATH.findall(sentence)
+    if not spans or not _INLINE_MATH.sub("", sentence).strip(" .,;:"):
+        return None
+    return spans[-1]
+
+
 def choice_letter(answer: str) -> str | None:
     """The option letter an answer names (``"(b)"`` -> ``"B"``, ``"C) 12"`` -> ``"C"``), or ``None``.
 
@@ -205,11 +215,12 @@ def find_final_answer(text: str, multiple_choice: bool = False) -> str | None:
         return strip_math_delimiters(boxed)
     final = list(_FINAL_ANSWER.finditer(text))
     if final:
-        return strip_math_delimiters(final[-1].group(1))
+        sentence = final[-1].group(1)
+        return strip_math_delimiters(last_inline_math(sentence) or sentence)
     for pattern in (_ANSWER_IS, _CHOICE_IS) if multiple_choice else (_ANSWER_IS,):
         sentence = _text_after(pattern, text)
         if sentence is not None:
-            return strip_math_delimiters(sentence)
+            return strip_math_delimiters(last_inline_math(sentence) or sentence)
     hashes = _HASHES.findall(text)
     if hashes:
         return strip_math_delimiters(hashes[-1])

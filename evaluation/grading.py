@@ -15,9 +15,10 @@ How two answers are compared, first rule that decides wins:
 2. **exact**: the cleaned spellings are equal (LaTeX spacing, ``\\left``, ``$``, ``%``, degree marks, units,
    thousands separators and a ``x =`` prefix removed, see :func:`evaluation.answers.clean_answer`);
 3. **numeric**: both sides are numbers (``1,000``, ``4.5e33``, ``4.5\\times 10^{33}``, ``\\frac{3}{4}``) and
-   ``math.isclose(pred, gold, rel_tol, abs_tol)`` decides. The default ``rel_tol=1e-5`` is numpy's ``isclose``
-   tolerance used by the Minerva/DeepSeekMath OCW grader, so ``30`` vs ``30.003`` is wrong. ``abs_tol`` defaults to
-   0 because OCW answers go down to 1e-27: any fixed absolute slack would accept wrong tiny values;
+   ``math.isclose(pred, gold, rel_tol, abs_tol)`` decides. The default ``rel_tol=1e-5`` is the tolerance of
+   ``numpy.isclose``, which the OCW grader of the reference evaluation applies, so ``30`` vs ``30.003`` is wrong.
+   ``abs_tol`` defaults to 0 because OCW answers go down to 1e-27: any fixed absolute slack would accept wrong tiny
+   values. A number against an expression in a variable (``x + 1``, ``2.2 \\tau``) is wrong without further work;
 4. **lists**: both sides hold several values: bracketed tuples compare in order, bare lists (``-2, 3, 5`` or
    ``-2 3 5``) as multisets, each element by these same rules;
 5. **math-verify** decides everything else (symbolic expressions, intervals, sets, matrices).
@@ -29,7 +30,6 @@ worker processes).
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from collections import Counter
@@ -51,8 +51,6 @@ from evaluation.answers import (
     split_answer_list,
     strip_math_delimiters,
 )
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_REL_TOL = 1e-5
 DEFAULT_ABS_TOL = 0.0
