@@ -11,8 +11,10 @@ RECIPE ?= recipes/mathcode_pile/demo.yaml
 BACKEND ?= hf
 LIMIT ?=
 BASE_URL ?=
-# MODEL=smollm2 (the embedded model) takes the CPU smoke recipe: generations capped at 128 tokens
-EVAL_RECIPE ?= recipes/eval/$(if $(filter smollm2,$(MODEL)),mathcoder2_smoke,mathcoder2).yaml
+# MODEL=smollm2 (the embedded model) or tiny (random-init) take the CPU smoke recipe: generations capped at 128 tokens
+EVAL_RECIPE ?= recipes/eval/$(if $(filter smollm2 tiny,$(MODEL)),mathcoder2_smoke,mathcoder2).yaml
+EVAL_MODEL_tiny := outputs/models/tiny
+EVAL_MODEL = $(or $(EVAL_MODEL_$(MODEL)),$(MODEL))
 # local test sets when present (offline); EVAL_DATA= (empty) reads the Hub datasets instead
 EVAL_DATA ?= $(wildcard $(or $(MATHCODE_SHARED),../shared)/benchmarks)
 EVAL_ARGS ?=
@@ -70,7 +72,10 @@ pile: install
 	$(BIN)/mathcode-pile build --config $(RECIPE)
 
 eval: install
-	$(BIN)/mathcode-eval run --config $(EVAL_RECIPE) --model $(MODEL) --backend $(BACKEND) \
+ifeq ($(MODEL),tiny)
+	$(BIN)/python -m training.local_models tiny
+endif
+	$(BIN)/mathcode-eval run --config $(EVAL_RECIPE) --model $(EVAL_MODEL) --backend $(BACKEND) \
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(EVAL_DATA),--data_dir $(EVAL_DATA)) \
 		$(if $(BASE_URL),--base_url $(BASE_URL)) $(EVAL_ARGS)
 

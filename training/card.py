@@ -149,6 +149,10 @@ def _results_files(path: Path) -> list[Path]:
     return sorted(path.rglob("results*.json"), key=lambda p: (p.stat().st_mtime, str(p)))
 
 
+#: entries of an lm-eval ``results`` block that describe the run rather than score it
+NON_METRIC_KEYS = frozenset({"alias", "sample_len", "samples"})
+
+
 def load_eval_results(path: str | Path | None) -> tuple[list[EvalRow], str | None]:
     """Rows from lm-eval result files (``{"results": {task: {"metric,filter": value, ...}}}``); newest file wins.
 
@@ -173,7 +177,8 @@ def load_eval_results(path: str | Path | None) -> tuple[list[EvalRow], str | Non
         if not isinstance(metrics, dict):
             raise ModelCardError(f"{newest}: results['{task}'] is not a mapping")
         for key, value in sorted(metrics.items()):
-            if "_stderr" in key or key == "alias" or not isinstance(value, int | float) or isinstance(value, bool):
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if "_stderr" in key or key in NON_METRIC_KEYS or not is_number:
                 continue
             metric, _, filter_name = key.partition(",")
             stderr = metrics.get(f"{metric}_stderr,{filter_name}" if filter_name else f"{metric}_stderr")
