@@ -8,13 +8,13 @@ field. The lm-eval tasks (``evaluation/tasks``) and the grader's gold checks rea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from evaluation.answers import find_last_boxed
+from mathcode_pile import jsonl
 
 #: The MMLU subjects MathCoder2 averages as MMLU-Math (378 + 270 + 216 + 100 = 964 test questions).
 MMLU_MATH_SUBJECTS = (
@@ -22,6 +22,16 @@ MMLU_MATH_SUBJECTS = (
     "high_school_mathematics",
     "high_school_statistics",
     "college_mathematics",
+)
+#: The seven MATH subjects, one Hub config each (5,000 test problems in all).
+MATH_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
 )
 CHOICE_LABELS = ("A", "B", "C", "D")
 _SAT_OPTION_FIELDS = ("options", "Answer Choices", "answer_choices", "choices")
@@ -46,15 +56,7 @@ SOURCES = {
     "math": BenchmarkSource(
         "math_test.jsonl",
         "EleutherAI/hendrycks_math",
-        (
-            "algebra",
-            "counting_and_probability",
-            "geometry",
-            "intermediate_algebra",
-            "number_theory",
-            "prealgebra",
-            "precalculus",
-        ),
+        MATH_SUBJECTS,
         "test",
     ),
     # the 32 multiple-choice questions of the May 2023 SAT used by Llemma and DeepSeekMath
@@ -70,19 +72,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Rows of a JSON Lines file; a malformed line is an error naming the file and line number."""
     if not path.is_file():
         raise FileNotFoundError(f"benchmark file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkDataError(f"{path}: line {number}: invalid JSON: {exc}") from exc
-            if not isinstance(row, dict):
-                raise BenchmarkDataError(f"{path}: line {number}: expected an object, got {type(row).__name__}")
-            rows.append(row)
-    return rows
+    return jsonl.read_jsonl(path, BenchmarkDataError)
 
 
 def _read_hub(source: BenchmarkSource) -> Iterable[tuple[str, dict[str, Any]]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.grading import DEFAULT_ABS_TOL, DEFAULT_REL_TOL, GradingInputError, grade_rows, summarize_grades
+from mathcode_pile.jsonl import read_jsonl
 
 SUPPORTED_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -32,15 +33,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise FileFormatError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise FileFormatError(f"{path}: line {number}: invalid JSON: {exc.msg}") from exc
-        return rows
+        return read_jsonl(path, FileFormatError)
     if suffix == ".json":
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))

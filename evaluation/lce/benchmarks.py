@@ -8,25 +8,17 @@ absence is an error that says where the file is expected.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from evaluation.benchmarks import MATH_SUBJECTS
+from mathcode_pile.jsonl import iter_jsonl
 from mathcode_pile.paths import shared_dir
 
 logger = logging.getLogger(__name__)
-
-MATH_SUBJECTS = (
-    "algebra",
-    "counting_and_probability",
-    "geometry",
-    "intermediate_algebra",
-    "number_theory",
-    "prealgebra",
-    "precalculus",
-)
 
 
 class BenchmarkError(ValueError):
@@ -89,19 +81,12 @@ def _check_row(row: Any, where: str, question_field: str, answer_field: str) -> 
 
 def read_local_benchmark(benchmark: Benchmark, path: Path, limit: int | None = None) -> list[Problem]:
     problems = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if limit is not None and len(problems) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}: line {line_number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkError(f"{where}: invalid JSON: {exc}") from exc
-            question, answer = _check_row(row, where, benchmark.question_field, benchmark.answer_field)
-            problems.append(Problem(benchmark.name, len(problems), question, answer))
+    # islice stops before reading the line after the limit, so a bad line past it is never parsed
+    stop = None if limit is None else max(limit, 0)
+    for line_number, row in islice(iter_jsonl(path, BenchmarkError), stop):
+        where = f"{path}: line {line_number}"
+        question, answer = _check_row(row, where, benchmark.question_field, benchmark.answer_field)
+        problems.append(Problem(benchmark.name, len(problems), question, answer))
     return problems
 
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mathcode_pile.jsonl import iter_jsonl
+
 logger = logging.getLogger(__name__)
 
 #: Fields that hold the test question, in order of preference (original field names of the common sets).
@@ -91,11 +93,11 @@ def _file_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         for row_index, record in enumerate(pq.read_table(path).to_pylist()):
             yield f"{path}:{row_index}", record
         return
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BenchmarkError(f"{path}: not valid UTF-8 ({exc})") from exc
     if suffix == ".json":
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise BenchmarkError(f"{path}: not valid UTF-8 ({exc})") from exc
         try:
             rows = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -107,15 +109,7 @@ def _file_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
                 raise BenchmarkError(f"{path}: item {row_index} is not an object")
             yield f"{path}:{row_index}", record
         return
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchmarkError(f"{path}:{line_number}: malformed JSON: {exc.msg}") from exc
-        if not isinstance(record, dict):
-            raise BenchmarkError(f"{path}:{line_number}: JSON value is not an object")
+    for line_number, record in iter_jsonl(path, BenchmarkError, where="{path}:{line}", invalid="malformed JSON"):
         yield f"{path}:{line_number}", record
 
 

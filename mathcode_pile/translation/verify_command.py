@@ -19,6 +19,7 @@ from typing import Any
 
 from mathcode_pile.cli import register_subcommand
 from mathcode_pile.config import RecipeError
+from mathcode_pile.jsonl import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +35,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         import pyarrow.parquet as pq
 
         return pq.read_table(path).to_pylist()
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         try:
-            rows = json.loads(text)
+            rows = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise RecipeError(f"{path}: not valid JSON: {exc}") from exc
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
             raise RecipeError(f"{path}: a .json input must hold a list of objects")
         return rows
-    rows = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"{path}:{line_number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise RecipeError(f"{path}:{line_number}: each line must be a JSON object")
-        rows.append(row)
-    return rows
+    return read_jsonl(path, RecipeError, where="{path}:{line}", invalid="not valid JSON")
 
 
 def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
