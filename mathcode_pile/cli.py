@@ -78,10 +78,8 @@ def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def _load_subcommand_modules() -> None:
-    import mathcode_pile.stages.registry
-
-    with __import__("contextlib").suppress(ImportError):
-        import mathcode_pile.commands  # noqa: F401
+    """Stage modules register their subcommands when imported; the registry imports them all."""
+    import mathcode_pile.stages.registry  # noqa: F401
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from typing import Any
 from mathcode_pile.config import RecipeError, ValidatedConfig, parse_recipe
 from mathcode_pile.llm.cache import RequestCache
 from mathcode_pile.llm.client import LLMClient, LLMConfig
+from mathcode_pile.runner import run_stage
 from mathcode_pile.sources import load_sources, parse_sources
 from mathcode_pile.stages.base import STAGE_REGISTRY, Stage, StageContext, get_stage_class
 from mathcode_pile.stats import StageStats
@@ -140,8 +141,6 @@ def build_pile(configs: BuildConfigs) -> Path:
         for index, stage_class in enumerate(stage_classes, start=1):
             stage: Stage = stage_class(configs.stage_configs[stage_class.config_class], context)
             logger.info("stage %d/%d: %s on %d rows", index, len(stage_classes), stage.name, len(dataset))
-            from mathcode_pile.runner import run_stage
-
             result = run_stage(
                 stage,
                 dataset,
