@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ from datasets import load_dataset
 
 from mathcode_pile.card import validate_dataset_card
 from mathcode_pile.pipeline import build_pile, parse_build_configs
+from tests.build_helpers import kill_build_after_shard
 from tests.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.slow
@@ -94,16 +92,7 @@ def test_kill_minus_9_then_rerun_gives_byte_identical_output(
     resumed = tmp_path / "resumed"
     stage_dir = Path(f"{resumed}_work") / "01_translate"
     with FaultProxy(embedded_server.url) as proxy:
-        process = subprocess.Popen(
-            build_command(recipe, proxy.url, resumed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 240
-        while not (stage_dir / "shard-00001.done.json").exists():
-            assert process.poll() is None, "the build ended before it could be killed"
-            assert time.monotonic() < deadline, "the build made no progress"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_build_after_shard(build_command(recipe, proxy.url, resumed), stage_dir, shard=1)
         paid_before_kill = set(proxy.completed_bodies)
         assert not (resumed / "data").exists()
 

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +23,7 @@ from mathcode_pile.stages.render_computations import RenderComputationsConfig, R
 from mathcode_pile.stages.verify_computations import VerifyComputationsConfig, VerifyComputationsStage
 from mathcode_pile.translation.prompt import INSTRUCTION, document_passages
 from mathcode_pile.translation.report import FUNNEL, PLOT_PATH
+from tests.build_helpers import kill_build_after_shard
 from tests.fault_proxy import FaultProxy
 
 FIXTURES = Path(__file__).parent / "fixtures" / "translation"
@@ -288,16 +285,7 @@ def test_kill_minus_9_during_translation_pays_no_request_twice(
     recipe = write_recipe(tmp_path, docs=4, shard_rows=1, extra="translate_max_doc_chars: 160\n", max_new_tokens=4)
     stage_dir = tmp_path / "out_work" / "01_translate"
     with FaultProxy(embedded_server.url) as proxy:
-        process = subprocess.Popen(
-            build_command(recipe, proxy.url), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 240
-        while not (stage_dir / "shard-00001.done.json").exists():
-            assert process.poll() is None, "the build ended before it could be killed"
-            assert time.monotonic() < deadline, "the build made no progress"
-            time.sleep(0.05)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_build_after_shard(build_command(recipe, proxy.url), stage_dir, shard=1)
         paid_before_kill = dict(proxy.completed_bodies)
         assert len(paid_before_kill) >= 2 and not (tmp_path / "out" / "data").exists()
 

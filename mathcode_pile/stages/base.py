@@ -88,6 +88,31 @@ class Stage:
         return Counter()
 
 
+class LLMStage(Stage):
+    """A stage that calls the model through the build's one :class:`~mathcode_pile.llm.LLMClient`.
+
+    Its output depends on the model and the API mode (chat template applied by the server or not), so both join the
+    fingerprint; concurrency and retry settings do not. The client's counters (requests, cache hits, retries,
+    tokens) are reported with the stage's stats.
+    """
+
+    is_async = True
+    batch_size = 8
+
+    @property
+    def client(self) -> Any:
+        if self.context.llm is None:
+            raise RuntimeError(f"stage '{self.name}' needs an LLM endpoint (or the embedded server)")
+        return self.context.llm
+
+    def fingerprint_config(self) -> dict[str, Any]:
+        llm_config = self.client.config
+        return {**super().fingerprint_config(), "model": llm_config.llm_model, "mode": llm_config.llm_mode}
+
+    def extra_counters(self) -> Counter[str]:
+        return Counter({f"llm_{k}": v for k, v in self.client.counters.items()})
+
+
 STAGE_REGISTRY: dict[str, type[Stage]] = {}
 
 

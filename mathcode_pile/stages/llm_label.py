@@ -18,9 +18,8 @@ from typing import Any
 from mathcode_pile.card import CardSection, publish_stage_section
 from mathcode_pile.classifier.labeling import TOPICS, label_texts
 from mathcode_pile.config import RecipeError, ValidatedConfig
-from mathcode_pile.llm.client import LLMClient
 from mathcode_pile.sources import document_metadata
-from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
+from mathcode_pile.stages.base import DROP_COLUMN, Batch, LLMStage, StageContext, register_stage
 from mathcode_pile.stages.columns import column_values
 from mathcode_pile.stats import StageStats
 
@@ -45,25 +44,14 @@ def is_sampled(doc_id: str, fraction: float) -> bool:
 
 
 @register_stage
-class LLMLabelStage(Stage):
+class LLMLabelStage(LLMStage):
     name = "llm_label"
     version = "1"
     config_class = LLMLabelConfig
-    is_async = True
-    batch_size = 8
 
     def __init__(self, config: LLMLabelConfig, context: StageContext) -> None:
         super().__init__(config, context)
         publish_stage_section(self.name, self.card_section)
-
-    @property
-    def client(self) -> LLMClient:
-        if self.context.llm is None:
-            raise RuntimeError("stage 'llm_label' needs an LLM endpoint (or the embedded server)")
-        return self.context.llm
-
-    def fingerprint_config(self) -> dict[str, Any]:
-        return {**super().fingerprint_config(), "model": self.client.config.llm_model}
 
     async def aprocess_batch(self, batch: Batch) -> Batch:
         sampled = [i for i, doc_id in enumerate(batch["id"]) if is_sampled(doc_id, self.config.llm_label_fraction)]
@@ -80,9 +68,6 @@ class LLMLabelStage(Stage):
             metadata["llm_math"] = label.is_math
             metadata_out[i] = json.dumps(metadata, ensure_ascii=False)
         return {**batch, "metadata": metadata_out, DROP_COLUMN: [None] * len(batch["id"])}
-
-    def extra_counters(self) -> Counter[str]:
-        return Counter({f"llm_{k}": v for k, v in self.client.counters.items()})
 
     def summarize(self, kept: Any) -> Counter[str]:
         counts: Counter[str] = Counter()

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 from mathcode_pile.card import publish_stage_section
 from mathcode_pile.config import RecipeError, ValidatedConfig
-from mathcode_pile.llm.client import LLMClient, LLMRequestError
+from mathcode_pile.llm.client import LLMRequestError
 from mathcode_pile.sources import SOURCE_KINDS, document_metadata
-from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
+from mathcode_pile.stages.base import DROP_COLUMN, Batch, LLMStage, StageContext, register_stage
 from mathcode_pile.translation.prompt import build_translation_messages, document_passages, render_raw_prompt
 from mathcode_pile.translation.report import FUNNEL, funnel_key
 
@@ -67,31 +67,15 @@ class TranslateConfig(ValidatedConfig):
 
 
 @register_stage
-class TranslateStage(Stage):
+class TranslateStage(LLMStage):
     name = "translate"
     version = "2"
     config_class = TranslateConfig
-    is_async = True
-    batch_size = 8
 
     def __init__(self, config: TranslateConfig, context: StageContext) -> None:
         super().__init__(config, context)
         self.funnel_counts: Counter[str] = Counter()
         publish_stage_section(self.name, FUNNEL.record)
-
-    @property
-    def client(self) -> LLMClient:
-        if self.context.llm is None:
-            raise RuntimeError("stage 'translate' needs an LLM endpoint (or the embedded server)")
-        return self.context.llm
-
-    def fingerprint_config(self) -> dict[str, Any]:
-        # the model is part of what the output depends on; concurrency and retries are not
-        return {
-            **super().fingerprint_config(),
-            "model": self.client.config.llm_model,
-            "mode": self.client.config.llm_mode,
-        }
 
     async def _request(self, passage: str) -> str:
         messages = build_translation_messages(passage)
@@ -157,4 +141,4 @@ class TranslateStage(Stage):
         }
 
     def extra_counters(self) -> Counter[str]:
-        return Counter({f"llm_{k}": v for k, v in self.client.counters.items()}) + self.funnel_counts
+        return super().extra_counters() + self.funnel_counts
