@@ -31,7 +31,7 @@ from typing import Any, Literal
 from evaluation.grading import grade
 from evaluation.paper_results import PaperFamily, find_paper_family, paper_family_by_name
 from evaluation.results_table import render_results_table, save_scores, scores_from_lm_eval
-from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe
+from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe, split_config_argument
 from mathcode_pile.paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -307,14 +307,7 @@ def run_suite(config: EvalSuiteConfig) -> tuple[Path, str]:
 
 def parse_eval_args(argv: Sequence[str]) -> EvalSuiteConfig:
     """``[--config recipe.yaml] [--key value ...]``: recipe values, overridden by the command line."""
-    arguments = list(argv)
-    recipe = None
-    if "--config" in arguments:
-        index = arguments.index("--config")
-        if index + 1 >= len(arguments):
-            raise RecipeError("--config needs a recipe path")
-        recipe = arguments[index + 1]
-        del arguments[index : index + 2]
+    recipe, arguments = split_config_argument(argv)
     (config,) = parse_recipe([EvalSuiteConfig], recipe, arguments)
     return config
 

@@ -142,6 +142,19 @@ def parse_recipe(
     return configs
 
 
+def split_config_argument(argv: Sequence[str]) -> tuple[str | None, list[str]]:
+    """Take ``--config PATH`` out of ``argv``: returns the recipe path (or None) and the remaining overrides."""
+    arguments = list(argv)
+    if "--config" not in arguments:
+        return None, arguments
+    index = arguments.index("--config")
+    if index + 1 >= len(arguments):
+        raise RecipeError("--config needs a recipe path")
+    recipe = arguments[index + 1]
+    del arguments[index : index + 2]
+    return recipe, arguments
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-able dict of a config dataclass (used in fingerprints, stats and cards)."""
     return dataclasses.asdict(config)

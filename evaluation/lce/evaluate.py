@@ -27,7 +27,7 @@ from typing import Any
 from evaluation.lce.benchmarks import BENCHMARKS, BenchmarkError, Problem, load_benchmark
 from evaluation.lce.engine import LCEInferenceConfig, LCEInferenceEngine, LCESolution
 from evaluation.lce.report import TABLE_ORDER, render_comparison_table, save_results
-from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe
+from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe, split_config_argument
 from mathcode_pile.llm.client import LLMConfig
 
 logger = logging.getLogger(__name__)
@@ -80,14 +80,7 @@ CONFIG_CLASSES = (LCEEvalConfig, LCEInferenceConfig, LLMConfig)
 
 def parse_eval_args(argv: Sequence[str]) -> tuple[LCEEvalConfig, LCEInferenceConfig, LLMConfig]:
     """``--config recipe.yaml`` (optional) plus ``--key value`` overrides; endpoints default to TGI's raw mode."""
-    args = list(argv)
-    recipe = None
-    if "--config" in args:
-        index = args.index("--config")
-        if index + 1 >= len(args):
-            raise RecipeError("--config needs a recipe path")
-        recipe = args[index + 1]
-        del args[index : index + 2]
+    recipe, args = split_config_argument(argv)
     if not any(arg.split("=")[0] == "--llm_mode" for arg in args):
         args = ["--llm_mode", "text_generation", *args]
     eval_config, inference_config, llm_config = parse_recipe(CONFIG_CLASSES, recipe, args)
