@@ -73,8 +73,14 @@ class SandboxLimits:
 
     @property
     def cpu_seconds(self) -> int:
-        """RLIMIT_CPU in whole seconds: ``cpu_s``, or the wall timeout rounded up (CPU can never beat wall time)."""
-        return max(1, math.ceil(self.cpu_s if self.cpu_s is not None else self.timeout_s))
+        """RLIMIT_CPU in whole seconds: ``cpu_s``, or a backstop one second past the wall timeout.
+
+        Without an explicit ``cpu_s`` the wall timeout is the limit that applies; a CPU limit equal to it would race
+        the wall timer on a busy loop and report whichever fired first, so the default stays strictly above it.
+        """
+        if self.cpu_s is not None:
+            return max(1, math.ceil(self.cpu_s))
+        return math.ceil(self.timeout_s) + 1
 
     @property
     def max_file_bytes(self) -> int:
