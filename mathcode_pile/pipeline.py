@@ -20,7 +20,7 @@ from mathcode_pile.llm.cache import RequestCache
 from mathcode_pile.llm.client import LLMClient, LLMConfig
 from mathcode_pile.runner import run_stage
 from mathcode_pile.sources import load_sources, parse_sources
-from mathcode_pile.stages.base import STAGE_REGISTRY, Stage, StageContext, get_stage_class
+from mathcode_pile.stages.base import Stage, StageContext, get_stage_class, registered_stages
 from mathcode_pile.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -60,9 +60,8 @@ class PipelineConfig(ValidatedConfig):
 
 def build_config_classes() -> list[type]:
     """Pipeline + LLM configs + one config class per registered stage (deduplicated, in a stable order)."""
-    get_stage_class("translate")  # populates the registry
     classes: list[type] = [PipelineConfig, LLMConfig]
-    for stage_class in STAGE_REGISTRY.values():
+    for stage_class in registered_stages().values():
         if stage_class.config_class not in classes:
             classes.append(stage_class.config_class)
     return classes

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -121,7 +122,11 @@ class LLMClient:
         self.config = config
         self.cache = cache
         self.counters: Counter[str] = Counter()
-        self._per_loop: dict[int, tuple[Any, asyncio.Semaphore]] = {}
+        # one HTTP client and semaphore per event loop (datasets runs each async map on a loop of its own); weak keys
+        # let a finished loop's state go with it
+        self._per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._counter_lock = threading.Lock()
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -132,16 +137,14 @@ class LLMClient:
         from huggingface_hub import AsyncInferenceClient
 
         loop = asyncio.get_running_loop()
-        state = self._per_loop.get(id(loop))
-        if state is None or getattr(state[1], "_mathcode_loop", None) is not loop:
+        state = self._per_loop.get(loop)
+        if state is None:
             client = AsyncInferenceClient(
                 base_url=self.config.llm_endpoint, timeout=self.config.llm_timeout_s, api_key=self.config.llm_api_key
             )
             _use_plain_http_session(client)
-            semaphore = asyncio.Semaphore(self.config.llm_max_concurrency)
-            semaphore._mathcode_loop = loop  # type: ignore[attr-defined]
-            state = (client, semaphore)
-            self._per_loop[id(loop)] = state
+            state = (client, asyncio.Semaphore(self.config.llm_max_concurrency))
+            self._per_loop[loop] = state
         return state
 
     def request_payload(

@@ -124,9 +124,14 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
-def get_stage_class(name: str) -> type[Stage]:
-    import mathcode_pile.stages.registry  # noqa: F401  (imports every stage module so they register)
+def registered_stages() -> dict[str, type[Stage]]:
+    """Every stage a recipe can name (importing the registry module imports each stage module, which registers)."""
+    import mathcode_pile.stages.registry  # noqa: F401
 
-    if name not in STAGE_REGISTRY:
+    return STAGE_REGISTRY
+
+
+def get_stage_class(name: str) -> type[Stage]:
+    if name not in registered_stages():
         raise KeyError(f"unknown stage '{name}'; known stages: {sorted(STAGE_REGISTRY)}")
     return STAGE_REGISTRY[name]
