@@ -1,9 +1,11 @@
-"""A scripted model behind TGI's HTTP API, run as its own process on 127.0.0.1 for inference-loop tests.
+"""A scripted model behind TGI's HTTP API and the OpenAI-compatible ``/v1/completions`` route, run as its own process
+on 127.0.0.1 for inference-loop tests.
 
 The scripts file maps each question to the assistant's LCE answer *without* execution blocks (what a trained model
 writes). For each request the server finds the question in the user turn, removes the execution blocks from the
 assistant part of the prompt, checks that what is left is a prefix of that question's script, and answers with the
-next piece up to and including the next stop marker, as TGI does with ``stop`` sequences. A prompt that strays from
+next piece up to and including the next stop marker, as TGI does with ``stop`` sequences (``/v1/completions`` leaves
+the marker out, as OpenAI-compatible servers do). A prompt that strays from
 its script gets HTTP 422, so a loop that builds its prompt wrongly fails loudly. Every prompt received is appended to
 a JSON-lines log the test reads.
 
@@ -45,34 +47,55 @@ def next_piece(scripts: dict[str, str], prompt: str, stops: list[str]) -> tuple[
 def build_app(scripts: dict[str, str], log_path: Path, strip_stops: bool, delay_s: float) -> web.Application:
     in_flight = 0
 
-    async def generate(request: web.Request) -> web.Response:
+    async def answer(prompt: str, parameters: dict[str, object]) -> tuple[str, str, str] | None:
+        """The scripted continuation, its finish reason and the stop it ended on ('' for none); None off-script."""
         nonlocal in_flight
-        body = await request.json()
-        prompt = body["inputs"]
         in_flight += 1
         with log_path.open("a", encoding="utf-8") as log:
-            entry = {"prompt": prompt, "parameters": body.get("parameters", {}), "in_flight": in_flight}
-            log.write(json.dumps(entry) + "\n")
+            log.write(json.dumps({"prompt": prompt, "parameters": parameters, "in_flight": in_flight}) + "\n")
         try:
             await asyncio.sleep(delay_s)  # a model takes time: lets concurrent requests overlap
         finally:
             in_flight -= 1
-        stops = body.get("parameters", {}).get("stop") or list(STOPS)
+        stops = list(parameters.get("stop") or STOPS)  # type: ignore[call-overload]
         piece = next_piece(scripts, prompt, stops)
         if piece is None:
-            return web.json_response(
-                {"error": "prompt strays from the script", "error_type": "validation"}, status=422
-            )
+            return None
         text, reason = piece
-        if strip_stops and reason == "stop_sequence":  # what OpenAI-compatible servers return
-            text = text[: -len(next(stop for stop in stops if text.endswith(stop)))]
+        matched = next((stop for stop in stops if reason == "stop_sequence" and text.endswith(stop)), "")
+        return text, reason, matched
+
+    def off_script() -> web.Response:
+        return web.json_response({"error": "prompt strays from the script", "error_type": "validation"}, status=422)
+
+    async def generate(request: web.Request) -> web.Response:
+        body = await request.json()
+        result = await answer(body["inputs"], body.get("parameters", {}))
+        if result is None:
+            return off_script()
+        text, reason, matched = result
+        if strip_stops and matched:  # what OpenAI-compatible servers return
+            text = text[: -len(matched)]
         details = {"finish_reason": reason, "generated_tokens": max(1, len(text) // 4), "seed": None,
                    "prefill": [], "tokens": []}  # fmt: skip
         return web.json_response([{"generated_text": text, "details": details}])
 
+    async def completions(request: web.Request) -> web.Response:
+        body = await request.json()
+        parameters = {key: value for key, value in body.items() if key != "prompt"}
+        result = await answer(body["prompt"], parameters)
+        if result is None:
+            return off_script()
+        text, _, matched = result
+        text = text[: len(text) - len(matched)]
+        choice = {"index": 0, "text": text, "finish_reason": "stop" if matched else "length"}
+        usage = {"prompt_tokens": len(body["prompt"]) // 4, "completion_tokens": max(1, len(text) // 4)}
+        return web.json_response({"object": "text_completion", "choices": [choice], "usage": usage})
+
     app = web.Application()
     app.router.add_post("/", generate)
     app.router.add_post("/generate", generate)
+    app.router.add_post("/v1/completions", completions)
     return app
 
 

@@ -110,8 +110,10 @@ def sessions() -> Iterator[SandboxSessions]:
         yield factory
 
 
-def make_engine(server: ScriptedServer, sessions: SandboxSessions, **overrides: object) -> LCEInferenceEngine:
-    client = LLMClient(LLMConfig(llm_endpoint=server.url, llm_mode="text_generation", llm_max_retries=0))
+def make_engine(
+    server: ScriptedServer, sessions: SandboxSessions, mode: str = "text_generation", **overrides: object
+) -> LCEInferenceEngine:
+    client = LLMClient(LLMConfig(llm_endpoint=server.url, llm_mode=mode, llm_max_retries=0))  # type: ignore[arg-type]
     backend = EndpointBackend(client, context_length=2048, tokenizer=overrides.pop("tokenizer", None))
     config = LCEInferenceConfig(execution_timeout_s=1.5, max_output_chars=400, **overrides)  # type: ignore[arg-type]
     return LCEInferenceEngine(backend, sessions, config)
@@ -166,6 +168,51 @@ def test_servers_that_drop_the_stop_marker_are_read_by_the_grammar(
     solution = asyncio.run(make_engine(openai_style, sessions).solve(STATEFUL))
     assert solution.finish_reason == "end_of_message", solution.error
     assert kinds_and_contents(solution)[6] == ("execution", "43")
+
+
+def test_openai_completions_route_runs_the_same_loop(tgi: ScriptedServer, sessions: SandboxSessions) -> None:
+    """``llm_mode='completions'``: vLLM / llama.cpp / SGLang's /v1/completions, which leave the stop marker out."""
+    solutions = asyncio.run(make_engine(tgi, sessions, mode="completions").solve_many([STATEFUL, OTHER]))
+    assert [s.finish_reason for s in solutions] == ["end_of_message", "end_of_message"], solutions[0].error
+    assert kinds_and_contents(solutions[0])[6] == ("execution", "43")
+    assert kinds_and_contents(solutions[1])[1] == ("execution", "1024")
+    params = tgi.requests()[0]["parameters"]
+    assert isinstance(params, dict)
+    assert params["stop"] == ["<|endofblock|>", "<|endofmessage|>"] and params["max_tokens"] == 512
+
+
+def test_chat_mode_is_refused_with_what_to_use_instead(tgi: ScriptedServer) -> None:
+    client = LLMClient(LLMConfig(llm_endpoint=tgi.url, llm_mode="chat"))
+    with pytest.raises(ValueError, match="llm_mode='completions'"):
+        EndpointBackend(client)
+
+
+@pytest.mark.slow
+def test_a_real_llama_cpp_server_answers_the_loop_through_completions(
+    embedded_server, sessions: SandboxSessions, tmp_path: Path
+) -> None:
+    """The embedded model knows no LCE markers, so its first block is malformed; what is checked is the real route:
+    the raw prompt (question intact) reaches llama.cpp's /v1/completions and its answer is read against the grammar.
+    """
+    from mathcode_pile.llm.cache import RequestCache
+
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    config = LLMConfig(llm_endpoint=embedded_server.url, llm_mode="completions", llm_model="smollm2-test")
+    client = LLMClient(config, cache)
+    engine = LCEInferenceEngine(EndpointBackend(client), sessions, LCEInferenceConfig(max_new_tokens_per_block=16))
+    solution = asyncio.run(engine.solve(OTHER))
+    assert solution.error is None or "LLM request" not in solution.error
+    assert solution.finish_reason in {"malformed", "end_of_message", "block_cap", "context_full"}
+    assert client.counters["requests"] >= 1 and client.counters["completion_tokens"] >= 1
+    again = LLMClient(config, cache)
+    rerun = asyncio.run(
+        LCEInferenceEngine(EndpointBackend(again), sessions, LCEInferenceConfig(max_new_tokens_per_block=16)).solve(
+            OTHER
+        )
+    )
+    assert again.counters["requests"] == 0 and again.counters["cache_hits"] >= 1
+    assert rerun.finish_reason == solution.finish_reason
+    cache.close()
 
 
 def test_block_cap_ends_the_solution(tgi: ScriptedServer, sessions: SandboxSessions) -> None:

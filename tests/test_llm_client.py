@@ -33,6 +33,8 @@ async def ask_many(client: LLMClient, prompts: list[str], max_new_tokens: int = 
 
 
 PROMPTS = [f"What is {a} plus {a}? Answer with a number." for a in range(1, 7)]
+#: Raw text to continue (completions mode); the instruct model ends a bare question at once with its end token.
+CONTINUATIONS = [f"Counting in steps of {a}: {a}, {2 * a}," for a in range(1, 7)]
 
 
 def test_request_key_ignores_key_order_but_not_content() -> None:
@@ -40,19 +42,21 @@ def test_request_key_ignores_key_order_but_not_content() -> None:
     assert request_key({"a": 1}) != request_key({"a": 2})
 
 
-def test_concurrent_requests_then_rerun_makes_no_new_request(embedded_server, tmp_path: Path) -> None:
-    client = make_client(embedded_server.url, tmp_path, llm_max_concurrency=3)
-    first = asyncio.run(ask_many(client, PROMPTS))
-    assert len(first) == len(PROMPTS) and all(isinstance(t, str) for t in first)
-    assert client.counters["requests"] == len(PROMPTS)
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+def test_concurrent_requests_then_rerun_makes_no_new_request(embedded_server, tmp_path: Path, mode: str) -> None:
+    prompts = PROMPTS if mode == "chat" else CONTINUATIONS
+    client = make_client(embedded_server.url, tmp_path, llm_max_concurrency=3, llm_mode=mode)
+    first = asyncio.run(ask_many(client, prompts))
+    assert len(first) == len(prompts) and all(isinstance(t, str) for t in first)
+    assert client.counters["requests"] == len(prompts)
     assert client.counters["completion_tokens"] > 0
 
     # a new client (as after a restart) on the same cache file: every answer comes back, nothing is sent
-    rerun = make_client(embedded_server.url, tmp_path, llm_max_concurrency=3)
-    second = asyncio.run(ask_many(rerun, PROMPTS))
+    rerun = make_client(embedded_server.url, tmp_path, llm_max_concurrency=3, llm_mode=mode)
+    second = asyncio.run(ask_many(rerun, prompts))
     assert second == first
     assert rerun.counters["requests"] == 0
-    assert rerun.counters["cache_hits"] == len(PROMPTS)
+    assert rerun.counters["cache_hits"] == len(prompts)
 
 
 def test_cache_key_includes_generation_parameters(embedded_server, tmp_path: Path) -> None:
@@ -62,10 +66,13 @@ def test_cache_key_includes_generation_parameters(embedded_server, tmp_path: Pat
     assert client.counters["requests"] == 2 and client.counters["cache_hits"] == 0
 
 
-def test_transient_faults_are_retried_until_every_request_succeeds(embedded_server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+def test_transient_faults_are_retried_until_every_request_succeeds(embedded_server, tmp_path: Path, mode: str) -> None:
     script = ["429", "503", "hang", "drop", "429", "503"]
     with FaultProxy(embedded_server.url, script=script, hang_s=12.0) as proxy:
-        client = make_client(proxy.url, tmp_path, llm_max_concurrency=2, llm_timeout_s=6.0, llm_max_retries=8)
+        client = make_client(
+            proxy.url, tmp_path, llm_max_concurrency=2, llm_timeout_s=6.0, llm_max_retries=8, llm_mode=mode
+        )
         texts = asyncio.run(ask_many(client, PROMPTS[:4]))
     assert len(texts) == 4 and all(isinstance(t, str) for t in texts)
     assert client.counters["retries"] >= len(script)
@@ -84,8 +91,9 @@ def test_persistent_failure_ends_in_clear_error_after_the_retry_cap(embedded_ser
     assert client.counters["failures"] == 1
 
 
-def test_client_errors_are_not_retried(embedded_server, tmp_path: Path) -> None:
-    client = make_client(embedded_server.url + "/no-such-route", tmp_path, llm_max_retries=5)
+@pytest.mark.parametrize("mode", ["chat", "completions"])
+def test_client_errors_are_not_retried(embedded_server, tmp_path: Path, mode: str) -> None:
+    client = make_client(embedded_server.url + "/no-such-route", tmp_path, llm_max_retries=5, llm_mode=mode)
     with pytest.raises(LLMRequestError, match="non-retryable"):
         asyncio.run(client.generate(prompt="hello", max_new_tokens=2))
     assert client.counters["requests"] == 1

@@ -1,4 +1,4 @@
-"""Where LCE blocks come from: a local transformers model, or a TGI endpoint through the project's LLM client.
+"""Where LCE blocks come from: a local transformers model, or a served model through the project's LLM client.
 
 A backend continues a raw prompt by one block: it stops on ``<|endofblock|>`` / ``<|endofmessage|>`` (or the model's
 EOS), or at ``max_new_tokens``. It never shortens the prompt: servers that truncate from the left (TGI's ``truncate``,
@@ -201,20 +201,26 @@ class TransformersBackend:
                     future.set_result(result)
 
 
+#: LLM client modes that continue a raw prompt: TGI's ``generate`` route and OpenAI-compatible ``/v1/completions``.
+RAW_PROMPT_MODES = ("text_generation", "completions")
+
+
 class EndpointBackend:
-    """Raw-prompt continuation on a TGI server (``text_generation`` mode of :class:`mathcode_pile.llm.LLMClient`).
+    """Raw-prompt continuation on a served model: TGI's ``generate`` route (``llm_mode='text_generation'``) or any
+    OpenAI-compatible ``/v1/completions`` route (``llm_mode='completions'``: vLLM, llama.cpp, SGLang, TGI).
 
     The client brings bounded concurrency, retries and the request cache, so many problems can be in flight at once
     and a rerun pays for nothing twice. Chat endpoints cannot continue a half-written assistant turn in the LCE
-    format, hence the mode check. Give a tokenizer to count prompt tokens locally; without one a prompt longer than
-    the server accepts comes back as a request error, which the loop records for that problem.
+    format, hence the mode check. OpenAI-compatible servers leave the matched stop marker out of the text; the
+    loop's grammar reads such blocks all the same. Give a tokenizer to count prompt tokens locally; without one a
+    prompt longer than the server accepts comes back as a request error, which the loop records for that problem.
     """
 
     def __init__(self, client: Any, context_length: int = 2048, tokenizer: Any | None = None) -> None:
-        if client.config.llm_mode != "text_generation":
+        if client.config.llm_mode not in RAW_PROMPT_MODES:
             raise ValueError(
-                "LCE inference continues a raw prompt block by block: use llm_mode='text_generation' with a TGI "
-                f"endpoint (got llm_mode={client.config.llm_mode!r})"
+                "LCE inference continues a raw prompt block by block: use llm_mode='text_generation' (TGI) or "
+                f"llm_mode='completions' (OpenAI-compatible /v1/completions), not llm_mode={client.config.llm_mode!r}"
             )
         self.client = client
         self.context_length = context_length

@@ -5,8 +5,11 @@ Examples::
     python -m evaluation.lce.evaluate --model outputs/MathCoder-CL-7B --limit 10
     python -m evaluation.lce.evaluate --model MathLLM/MathCoder-CL-7B --llm_endpoint http://tgi:8080 \\
         --datasets gsm8k math --max_concurrent_problems 32
+    python -m evaluation.lce.evaluate --model MathLLM/MathCoder-L-7B --llm_endpoint http://vllm:8000 \
+        --llm_mode completions
 
-With ``--llm_endpoint`` the model runs on a TGI server (many problems in flight, requests cached); otherwise it is
+With ``--llm_endpoint`` the model runs on a server (many problems in flight, requests cached): TGI's generate route
+by default, or any OpenAI-compatible ``/v1/completions`` route with ``--llm_mode completions``; otherwise it is
 loaded locally with transformers. Every solved problem is appended to ``<output>/predictions/<benchmark>.jsonl`` as
 soon as it is done, so an interrupted run resumes where it stopped. Grading goes through :mod:`evaluation.grading`,
 the project's one grader; ``results.json`` and ``results.md`` (the table beside the paper's) close the run.
@@ -88,7 +91,7 @@ def parse_eval_args(argv: Sequence[str]) -> tuple[LCEEvalConfig, LCEInferenceCon
 
 
 def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm_config: LLMConfig) -> Any:
-    from evaluation.lce.backends import EndpointBackend, TransformersBackend
+    from evaluation.lce.backends import RAW_PROMPT_MODES, EndpointBackend, TransformersBackend
 
     if not llm_config.llm_endpoint:
         if eval_config.torch_threads is not None:
@@ -103,10 +106,11 @@ def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm
         )
     from mathcode_pile.llm import LLMClient, RequestCache
 
-    if llm_config.llm_mode != "text_generation":
+    if llm_config.llm_mode not in RAW_PROMPT_MODES:
         raise RecipeError(
-            "--llm_mode must be text_generation: the loop continues a raw LCE prompt block by block (TGI's generate "
-            f"API), which chat endpoints cannot do (got {llm_config.llm_mode!r})"
+            "--llm_mode must be text_generation (TGI's generate route) or completions (an OpenAI-compatible "
+            "/v1/completions route): the loop continues a raw LCE prompt block by block, which chat endpoints cannot "
+            f"do (got {llm_config.llm_mode!r})"
         )
     if llm_config.llm_model == "tgi":
         llm_config.llm_model = eval_config.model

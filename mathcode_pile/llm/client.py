@@ -1,4 +1,5 @@
-"""The one LLM client every stage uses: TGI ``text_generation`` or OpenAI-compatible ``chat_completion``.
+"""The one LLM client every stage uses: TGI ``text_generation``, OpenAI-compatible ``chat_completion`` or
+OpenAI-compatible raw ``completions``.
 
 Built on ``huggingface_hub.AsyncInferenceClient`` with what a corpus build needs around it:
 - bounded concurrency (a semaphore per event loop; ``datasets`` runs async map functions on its own loop),
@@ -36,10 +37,11 @@ class LLMConfig(ValidatedConfig):
         default=None,
         metadata={"help": "Base URL of a TGI / vLLM / SGLang / llama.cpp server; empty starts the embedded model."},
     )
-    llm_mode: Literal["chat", "text_generation"] = field(
+    llm_mode: Literal["chat", "text_generation", "completions"] = field(
         default="chat",
         metadata={"help": "'chat' uses /v1/chat/completions (any OpenAI-compatible server, chat template applied "
-                  "server-side); 'text_generation' uses TGI's native generate route with a raw prompt."},
+                  "server-side); 'text_generation' uses TGI's native generate route with a raw prompt; "
+                  "'completions' sends a raw prompt to /v1/completions (vLLM, llama.cpp, SGLang, TGI)."},
     )  # fmt: skip
     llm_model: str = field(
         default="tgi", metadata={"help": "Model name sent to the server and used in the request cache key."}
@@ -159,11 +161,11 @@ class LLMClient:
     ) -> dict[str, Any]:
         """Everything that determines the answer; its hash is the cache key."""
         if (messages is None) == (prompt is None):
-            raise ValueError("pass exactly one of messages= (chat mode) or prompt= (text_generation mode)")
+            raise ValueError("pass exactly one of messages= (chat mode) or prompt= (raw-prompt modes)")
         if self.config.llm_mode == "chat" and messages is None:
             messages = [{"role": "user", "content": prompt or ""}]
-        if self.config.llm_mode == "text_generation" and prompt is None:
-            raise ValueError("text_generation mode needs a raw prompt; render the chat template first")
+        if self.config.llm_mode != "chat" and prompt is None:
+            raise ValueError(f"{self.config.llm_mode} mode needs a raw prompt; render the chat template first")
         payload: dict[str, Any] = {
             "mode": self.config.llm_mode,
             "model": self.config.llm_model,
@@ -226,6 +228,8 @@ class LLMClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_once(self, client: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        if payload["mode"] == "completions":
+            return await self._send_completion(client, payload)
         if payload["mode"] == "chat":
             output = await client.chat_completion(
                 payload["messages"],
@@ -258,6 +262,44 @@ class LLMClient:
             "prompt_tokens": 0,
             "completion_tokens": int(getattr(details, "generated_tokens", 0) or 0),
             "finish_reason": str(getattr(details, "finish_reason", "")) or None,
+        }
+
+    async def _send_completion(self, client: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST a raw prompt to the OpenAI-compatible ``/v1/completions`` route.
+
+        ``huggingface_hub`` has no method for this route, so the request goes through the inference client's own
+        ``_inner_post``: the same HTTP session, timeout and error types (``HfHubHTTPError`` with the status,
+        ``InferenceTimeoutError``) as the other modes, hence the same retry decisions.
+        """
+        import json
+
+        from huggingface_hub.inference._common import RequestParameters
+
+        base = self.config.llm_endpoint.rstrip("/")  # type: ignore[union-attr]
+        base = base.removesuffix("/v1")
+        body: dict[str, Any] = {
+            "prompt": payload["prompt"],
+            "max_tokens": payload["max_new_tokens"],
+            "temperature": payload["temperature"],
+            "seed": payload["seed"],
+        }
+        if payload["model"] != "tgi":
+            body["model"] = payload["model"]
+        if payload["stop"]:
+            body["stop"] = payload["stop"]
+        headers = {"Authorization": f"Bearer {self.config.llm_api_key}"} if self.config.llm_api_key else {}
+        request = RequestParameters(
+            url=f"{base}/v1/completions", task="text-generation", model=body.get("model"), json=body, data=None,
+            headers=headers,
+        )  # fmt: skip
+        output = json.loads(await client._inner_post(request))
+        choice = output["choices"][0]
+        usage = output.get("usage") or {}
+        return {
+            "text": choice.get("text") or "",
+            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+            "completion_tokens": int(usage.get("completion_tokens") or 0),
+            "finish_reason": choice.get("finish_reason"),
         }
 
     def __getstate__(self) -> dict[str, Any]:
