@@ -76,6 +76,13 @@ def load_tokenizer(name: str) -> Any:
     return AutoTokenizer.from_pretrained(embedded_tokenizer_dir() if name == DEFAULT_TOKENIZER else name)
 
 
+def tokenizer_display_name(name: str | None) -> str | None:
+    """How the card names the tokenizer: the embedded one by the model it belongs to, others by their id or path."""
+    if name == DEFAULT_TOKENIZER:
+        return "SmolLM2-135M-Instruct (embedded)"
+    return name
+
+
 def count_tokens(dataset: Dataset, tokenizer: Any) -> tuple[dict[str, int], dict[str, list[int]]]:
     """Tokens per source and the token length of every document per source (no special tokens added)."""
     totals: Counter[str] = Counter()
@@ -205,7 +212,7 @@ def assemble_corpus(
         ],
         sections=(sections or []) + stage_sections(stats),
         model=model,
-        tokenizer=tokenizer if token_counts is not None else None,
+        tokenizer=tokenizer_display_name(tokenizer) if token_counts is not None else None,
         split_info=split_info,
     )
     card_text = render_dataset_card(inputs)

@@ -44,6 +44,11 @@ class PipelineConfig(ValidatedConfig):
     num_proc: int = field(default=1, metadata={"help": "Processes for CPU-bound stages."})
     keep_dropped: bool = field(default=True, metadata={"help": "Keep dropped rows (with reasons) for inspection."})
     seed: int = field(default=42, metadata={"help": "Seed for every sampling step."})
+    token_count_tokenizer: str = field(
+        default="embedded",
+        metadata={"help": "Tokenizer that counts tokens per component in the card: 'embedded' (SmolLM2, offline), a "
+                  "Hub id or a local folder (e.g. the base model's, meta-llama/Meta-Llama-3-8B), or 'none'."},
+    )  # fmt: skip
     push_to_hub: str | None = field(default=None, metadata={"help": "Hub dataset repo id to publish to."})
     hub_private: bool = field(default=False, metadata={"help": "Create the Hub repo as private."})
     dry_run: bool = field(default=False, metadata={"help": "With push_to_hub: list what would be uploaded only."})
@@ -112,12 +117,33 @@ def open_llm(llm_config: LLMConfig, work_dir: Path, needed: bool) -> Iterator[LL
         cache.close()
 
 
+def check_token_count_tokenizer(name: str, recipe: str) -> str | None:
+    """The tokenizer the card counts with (None for 'none'), loaded once up front.
+
+    A gated, misspelt or unreachable tokenizer then fails the build at its start, not after hours of stages.
+    """
+    from mathcode_pile.assemble import DEFAULT_TOKENIZER, load_tokenizer
+
+    if name.lower() == "none":
+        return None
+    if name != DEFAULT_TOKENIZER:
+        try:
+            load_tokenizer(name)
+        except Exception as error:
+            raise RecipeError(
+                f"{recipe}: token_count_tokenizer {name!r} cannot be loaded ({type(error).__name__}: {error}); name "
+                "a local folder or a Hub id you can read, 'embedded' (offline) or 'none'"
+            ) from error
+    return name
+
+
 def build_pile(configs: BuildConfigs) -> Path:
     """Run the whole build described by ``configs``; returns the output folder."""
     from mathcode_pile.assemble import assemble_corpus
     from mathcode_pile.hub import push_folder_to_hub
 
     pipeline = configs.pipeline
+    token_counter = check_token_count_tokenizer(pipeline.token_count_tokenizer, configs.recipe)
     work_dir = pipeline.resolved_work_dir
     output_dir = Path(pipeline.output_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +187,7 @@ def build_pile(configs: BuildConfigs) -> Path:
         rows_per_shard=pipeline.parquet_rows_per_shard,
         load_target=pipeline.push_to_hub,
         model=model,
+        tokenizer=token_counter,
     )
     logger.info("build finished in %.1fs: %s", time.perf_counter() - started, output_dir)
     if pipeline.push_to_hub:

@@ -104,7 +104,7 @@ def test_assembly_counts_tokens_per_component_and_writes_a_valid_folder(tmp_path
     validate_dataset_card(card, output)
     total = sum(expected.values())
     assert "| code | code | 2 |" in card and f"**{total:,}**" in card
-    assert "Tokens are counted with the `embedded` tokenizer" in card and "## Extra" in card
+    assert "Tokens are counted with the `SmolLM2-135M-Instruct (embedded)` tokenizer" in card and "## Extra" in card
     assert len(load_dataset(str(output), split="train")) == 9
     # a rebuild into the same folder loads the new rows, not the ones ``datasets`` cached for the previous build
     assemble_corpus(dataset.select(range(5)), stats, output, pretty_name="Test Pile", recipe="r.yaml",
@@ -150,3 +150,56 @@ def test_basic_data_build_reports_every_stage_and_dry_run_lists_the_folder(tmp_p
     assert 'load_dataset("org/Basic-Pile"' in card
     assert push_folder_to_hub(output, "org/Basic-Pile", dry_run=True) == list_upload_files(output)
     assert {"README.md", "stats.json", "composition.json", "plots/funnel.png"} <= set(list_upload_files(output))
+
+
+def save_word_tokenizer(folder: Path) -> Path:
+    """A real ``save_pretrained`` tokenizer that makes one token of every whitespace-separated word."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    PreTrainedTokenizerFast(tokenizer_object=words, unk_token="[UNK]").save_pretrained(folder)
+    return folder
+
+
+def write_tokens_recipe(tmp_path: Path, repo_root: Path) -> Path:
+    samples = repo_root / "mathcode_pile" / "data" / "samples"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"""output_dir: {tmp_path / "out"}
+sources:
+  - {{name: aqua_rat, path: {samples / "aqua_rat.jsonl"}, text_template: "{{question}}\\n{{rationale}}", max_docs: 5}}
+stages: []
+""",
+        encoding="utf-8",
+    )
+    return recipe
+
+
+@pytest.mark.parametrize("choice", ["words", "none"])
+def test_the_recipe_chooses_the_tokenizer_that_counts_tokens(tmp_path: Path, repo_root: Path, choice: str) -> None:
+    recipe = write_tokens_recipe(tmp_path, repo_root)
+    tokenizer = str(save_word_tokenizer(tmp_path / "words")) if choice == "words" else "none"
+    output = build_pile(parse_build_configs(recipe, ["--token_count_tokenizer", tokenizer]))
+    texts = load_dataset(str(output), split="train")["text"]
+    composition = {row["source"]: row for row in json.loads((output / "composition.json").read_text())}
+    card = (output / "README.md").read_text()
+    validate_dataset_card(card, output)
+    if choice == "words":
+        assert composition["aqua_rat"]["tokens"] == sum(len(text.split()) for text in texts)
+        assert f"Tokens are counted with the `{tokenizer}` tokenizer" in card
+    else:
+        assert not composition["aqua_rat"].get("tokens") and "Tokens are counted" not in card
+
+
+def test_an_unloadable_tokenizer_fails_the_build_before_any_stage(tmp_path: Path, repo_root: Path) -> None:
+    from mathcode_pile.config import RecipeError
+
+    recipe = write_tokens_recipe(tmp_path, repo_root)
+    missing = tmp_path / "no-such-tokenizer"
+    with pytest.raises(
+        RecipeError, match=r"recipe\.yaml: token_count_tokenizer .*no-such-tokenizer.* cannot be loaded"
+    ):
+        build_pile(parse_build_configs(recipe, ["--token_count_tokenizer", str(missing)]))
+    assert not (tmp_path / "out_work").exists() and not (tmp_path / "out").exists()
