@@ -4,11 +4,16 @@ Each stage writes ``<stage_dir>/shard-NNNNN.parquet`` (kept rows), optionally ``
 last a ``shard-NNNNN.done.json`` marker holding the shard's counters and the stage fingerprint. A rerun skips every
 shard whose marker carries the current fingerprint, so ``kill -9`` loses at most the shard in progress (and an LLM
 stage re-reads that shard's finished requests from the request cache). The fingerprint covers the input, the stage's
-name, version and config, so changing any of them recomputes instead of reusing stale rows.
+name, version and config, so changing any of them recomputes instead of reusing stale rows. A shard whose rows were
+dropped for a reason the stage marks as worth retrying (``Stage.retry_drop_reasons``: an LLM endpoint that gave up)
+is recomputed on the next run instead of reused. Since a retry can change which rows such a stage keeps, its output
+fingerprint also covers the ids of the kept rows, so the stages after it recompute rather than reuse shards cut from
+the earlier output.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -59,6 +64,11 @@ def load_parquet_files(files: list[Path]) -> Dataset:
     tables = [pq.read_table(f) for f in files]
     non_empty = [t for t in tables if t.num_rows] or tables[:1]
     return Dataset(pa.concat_tables(non_empty, promote_options="default"))
+
+
+def _kept_ids_digest(ids: list[Any]) -> str:
+    """A short hash of which rows a shard kept (for output fingerprints of stages that retry drops)."""
+    return hashlib.sha256(json.dumps(ids, default=str).encode("utf-8")).hexdigest()[:16]
 
 
 def _shard_bounds(num_rows: int, shard_rows: int) -> list[tuple[int, int]]:
@@ -130,14 +140,20 @@ def run_stage(
     map_function = _make_map_function(stage)
     num_proc = None if stage.is_async or stage.context.num_proc <= 1 else stage.context.num_proc
     resumed = 0
+    kept_digests: list[str] = []
     for index, (start, end) in enumerate(bounds):
         kept_path = stage_dir / f"shard-{index:05d}.parquet"
         marker_path = stage_dir / f"shard-{index:05d}.done.json"
         if marker_path.exists():
             marker = json.loads(marker_path.read_text(encoding="utf-8"))
-            if marker["fingerprint"] == fingerprint and kept_path.exists():
+            retry = sorted(set(marker["stats"].get("dropped", {})) & stage.retry_drop_reasons)
+            if retry:
+                logger.info("stage %s: shard %d dropped rows for %s last time: running it again", stage.name, index,
+                            ", ".join(retry))  # fmt: skip
+            elif marker["fingerprint"] == fingerprint and kept_path.exists():
                 stats = stats.merge(StageStats.from_dict(marker["stats"]))
                 kept_files.append(kept_path)
+                kept_digests.append(marker.get("kept_ids") or "")
                 resumed += 1
                 continue
         started = time.perf_counter()
@@ -167,13 +183,16 @@ def run_stage(
             extra=(stage.extra_counters() - counters_before) + stage.summarize(kept),
         )
         write_parquet(kept, kept_path)
+        dropped_path = stage_dir / f"shard-{index:05d}.dropped.parquet"
+        dropped_path.unlink(missing_ok=True)  # a retried shard may drop nothing now
         if keep_dropped and dropped is not None:
-            write_parquet(dropped, stage_dir / f"shard-{index:05d}.dropped.parquet")
-        _atomic_write_text(
-            marker_path, json.dumps({"fingerprint": fingerprint, "stats": shard_stats.to_dict()}, indent=2) + "\n"
-        )
+            write_parquet(dropped, dropped_path)
+        digest = _kept_ids_digest(kept["id"]) if stage.retry_drop_reasons and "id" in kept.column_names else ""
+        marker = {"fingerprint": fingerprint, "stats": shard_stats.to_dict(), "kept_ids": digest}
+        _atomic_write_text(marker_path, json.dumps(marker, indent=2) + "\n")
         stats = stats.merge(shard_stats)
         kept_files.append(kept_path)
+        kept_digests.append(digest)
     if resumed:
         logger.info("stage %s: resumed %d of %d shard(s) from %s", stage.name, resumed, len(bounds), stage_dir)
     _atomic_write_text(stage_dir / SUCCESS_FILE, json.dumps(stats.to_dict(), indent=2) + "\n")
@@ -186,4 +205,7 @@ def run_stage(
         dict(stats.dropped),
         stage_dir,
     )
-    return StageResult(load_parquet_files(kept_files), stats, fingerprint)
+    output_fingerprint = fingerprint
+    if stage.retry_drop_reasons:
+        output_fingerprint = _kept_ids_digest([fingerprint, *kept_digests])
+    return StageResult(load_parquet_files(kept_files), stats, output_fingerprint)

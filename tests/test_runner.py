@@ -11,7 +11,7 @@ import pytest
 from datasets import Dataset
 
 from mathcode_pile.config import ValidatedConfig
-from mathcode_pile.runner import run_stage
+from mathcode_pile.runner import StageResult, run_stage
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext
 
 
@@ -128,3 +128,51 @@ def test_a_drop_after_an_all_kept_first_batch_is_recorded(tmp_path: Path) -> Non
     result = run_stage(stage, make_dataset(8), "fp", tmp_path / "late", shard_rows=8)
     assert result.dataset["id"] == ["0", "1", "2", "3"]
     assert result.stats.dropped == Counter({"late": 4})
+
+
+#: Ids the flaky stage below fails on (an endpoint that gave up on them this time).
+UNREACHABLE: set[str] = set()
+
+
+class FlakyEndpointStage(Stage):
+    """Drops the rows in ``UNREACHABLE`` as ``endpoint_gave_up`` (worth retrying) and short texts as ``too_short``."""
+
+    name = "flaky_endpoint"
+    config_class = LengthFilterConfig
+    batch_size = 4
+    retry_drop_reasons = frozenset({"endpoint_gave_up"})
+
+    def process_batch(self, batch: Batch) -> Batch:
+        CALLS["batches"] += 1
+        reasons = [
+            "endpoint_gave_up" if i in UNREACHABLE else None if len(t) >= self.config.min_chars else "too_short"
+            for i, t in zip(batch["id"], batch["text"], strict=True)
+        ]
+        return {**batch, DROP_COLUMN: reasons}
+
+
+def test_shards_with_retryable_drops_run_again_and_change_the_output_fingerprint(tmp_path: Path) -> None:
+    def run_flaky() -> StageResult:
+        stage = FlakyEndpointStage(LengthFilterConfig(), StageContext(tmp_path))
+        return run_stage(stage, make_dataset(), "input-fp", tmp_path / "stage", shard_rows=6)
+
+    UNREACHABLE.update({"4", "15"})  # shards 0 and 2 of four
+    first = run_flaky()
+    assert first.stats.dropped["endpoint_gave_up"] == 2
+    assert (tmp_path / "stage" / "shard-00002.dropped.parquet").exists()
+
+    UNREACHABLE.clear()
+    CALLS.clear()
+    second = run_flaky()
+    assert CALLS["batches"] == 4  # shards 0 and 2 again (2 batches each); shards 1 and 3 reused
+    assert "endpoint_gave_up" not in second.stats.dropped
+    assert {"4", "15"} <= set(second.dataset["id"])
+    assert second.stats.rows_kept == first.stats.rows_kept + 2
+    # the stages after this one see new rows, so they must not reuse what they cut from the first output
+    assert second.fingerprint != first.fingerprint
+    dropped_again = Dataset.from_parquet(str(tmp_path / "stage" / "shard-00002.dropped.parquet"))
+    assert "15" not in dropped_again["id"]
+
+    CALLS.clear()
+    third = run_flaky()
+    assert CALLS["batches"] == 0 and third.fingerprint == second.fingerprint

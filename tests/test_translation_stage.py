@@ -302,6 +302,31 @@ def test_kill_minus_9_during_translation_pays_no_request_twice(
     validate_dataset_card((output / "README.md").read_text(), output)
 
 
+@pytest.mark.slow
+def test_documents_the_endpoint_gave_up_on_are_retried_by_the_next_run(
+    embedded_server, tmp_path: Path, repo_root: Path, monkeypatch
+) -> None:
+    monkeypatch.chdir(repo_root)
+    extra = "translate_max_doc_chars: 160\nllm_max_retries: 0\n"
+    recipe = write_recipe(tmp_path, docs=4, shard_rows=2, extra=extra, max_new_tokens=4)
+    output = tmp_path / "out"
+    with FaultProxy(embedded_server.url, script=["503", "503"]) as proxy:
+        build_pile(parse_build_configs(recipe, ["--llm_endpoint", proxy.url]))
+        first = {s["stage"]: s for s in json.loads((output / "stats.json").read_text())}
+        assert first["translate"]["dropped"] == {"llm_error": 2}
+        assert len(load_dataset(str(output), split="train")) == 3
+
+        # the endpoint is healthy again: the same command translates the two missing documents and only those
+        build_pile(parse_build_configs(recipe, ["--llm_endpoint", proxy.url]))
+    assert sum(proxy.completed_bodies.values()) == len(proxy.completed_bodies) == 4  # none paid twice
+    stats = {s["stage"]: s for s in json.loads((output / "stats.json").read_text())}
+    assert not stats["translate"]["dropped"] and stats["translate"]["rows_kept"] == 5
+    # the stages after translate recomputed on the new output instead of reusing shards cut from the old one
+    assert stats["render_computations"]["rows_in"] == 5
+    assert len(load_dataset(str(output), split="train")) == 5
+    validate_dataset_card((output / "README.md").read_text(), output)
+
+
 @pytest.fixture(autouse=True)
 def reset_funnel() -> Iterator[None]:
     """The funnel collects per process: start and end every test with an empty one."""

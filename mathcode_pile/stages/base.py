@@ -48,6 +48,9 @@ class Stage:
     is_async: ClassVar[bool] = False
     #: Rows per batch handed to the process method.
     batch_size: ClassVar[int] = 256
+    #: Drop reasons that a later run should try again instead of reusing: failures of the outside world (an endpoint
+    #: that gave up), not verdicts on the row. A finished shard holding such drops is recomputed on the next run.
+    retry_drop_reasons: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any, context: StageContext) -> None:
         if not isinstance(config, self.config_class):

@@ -3,7 +3,9 @@
 One request per document, or per chunk of a long document (``translate_long_documents: chunk``); chunk answers are
 joined in order. Every request goes through the shared :class:`~mathcode_pile.llm.client.LLMClient`, whose
 persistent cache is keyed by model, prompt and generation parameters, so a rerun (after ``kill -9`` too) pays for no
-request twice. A document whose every request failed is dropped as ``llm_error``; one with only blank answers as
+request twice. A document with a request that failed for good (transient errors past the retry cap, or a
+non-retryable error) is dropped as ``llm_error``, never kept with a chunk missing; the next run of the same command
+tries such documents again, its answered requests coming from the cache. One with only blank answers is dropped as
 ``empty_response``. Per source it counts documents in and documents with a response (``funnel/...`` counters), the
 first two steps of the translation funnel in the dataset card.
 """
@@ -69,8 +71,9 @@ class TranslateConfig(ValidatedConfig):
 @register_stage
 class TranslateStage(LLMStage):
     name = "translate"
-    version = "2"
+    version = "3"
     config_class = TranslateConfig
+    retry_drop_reasons = frozenset({"llm_error"})
 
     def __init__(self, config: TranslateConfig, context: StageContext) -> None:
         super().__init__(config, context)
@@ -103,9 +106,9 @@ class TranslateStage(LLMStage):
         for failure in failures:
             if not isinstance(failure, LLMRequestError):
                 raise failure
-        texts = [a for a in answers if isinstance(a, str) and a.strip()]
-        if len(failures) == len(answers):
+        if failures:  # the answered chunks are cached: the retry on the next run pays only for the failed ones
             return "", "llm_error"
+        texts = [a for a in answers if isinstance(a, str) and a.strip()]
         if not texts:
             return "", "empty_response"
         return CHUNK_SEPARATOR.join(texts), None
