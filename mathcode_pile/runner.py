@@ -26,7 +26,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets
 
 from mathcode_pile.stages.base import DROP_COLUMN, Stage
 from mathcode_pile.stats import StageStats
@@ -90,18 +90,43 @@ def _normalize_drop_column(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
     return batch
 
 
-def _make_map_function(stage: Stage) -> Any:
+def _make_map_function(stage: Stage, passed_through: frozenset[str] = frozenset()) -> Any:
+    """The stage's batch function as ``Dataset.map`` calls it; ``passed_through`` columns are left out of its output
+    (the runner re-attaches them from the input without copying)."""
+
+    def finish(output: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for name in passed_through:
+            output.pop(name, None)
+        return _normalize_drop_column(output)
+
     if stage.is_async:
 
         async def apply_async(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-            return _normalize_drop_column(await stage.aprocess_batch(batch))
+            return finish(await stage.aprocess_batch(batch))
 
         return apply_async
 
     def apply(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        return _normalize_drop_column(stage.process_batch(batch))
+        return finish(stage.process_batch(batch))
 
     return apply
+
+
+def _passed_through_columns(stage: Stage, column_names: list[str]) -> frozenset[str]:
+    """Input columns the stage declares it never rewrites (``Stage.rewrites_columns``)."""
+    if stage.rewrites_columns is None:
+        return frozenset()
+    return frozenset(name for name in column_names if name not in stage.rewrites_columns)
+
+
+def _attach_passed_through(part: Dataset, mapped: Dataset, passed_through: frozenset[str]) -> Dataset:
+    """The stage's output plus the untouched input columns, in the order a full rewrite would have given."""
+    if not passed_through:
+        return mapped
+    joined = concatenate_datasets([part.select_columns(sorted(passed_through)), mapped], axis=1)
+    order = [name for name in part.column_names if name in joined.column_names]
+    order += [name for name in mapped.column_names if name not in part.column_names]
+    return joined.select_columns(order)
 
 
 def _split_kept_dropped(mapped: Dataset) -> tuple[Dataset, Dataset | None, Counter[str]]:
@@ -114,6 +139,34 @@ def _split_kept_dropped(mapped: Dataset) -> tuple[Dataset, Dataset | None, Count
     kept = mapped.select(kept_idx).remove_columns(DROP_COLUMN)
     dropped = mapped.select(dropped_idx) if dropped_idx else None
     return kept, dropped, dropped_counts
+
+
+def apply_stage(stage: Stage, part: Dataset, scratch: Path, new_fingerprint: str, desc: str | None = None) -> Dataset:
+    """The stage's function over ``part`` through ``Dataset.map``: every row, with its drop reason still attached.
+
+    CPU-bound stages use ``stage.context.num_proc`` worker processes, which write their output to Arrow files under
+    ``scratch`` that the parent maps (kept in memory, each worker would pickle its whole output back through a pipe,
+    which costs more than most stages' work); the caller removes ``scratch`` once it has written the shard. Columns
+    the stage does not rewrite are re-attached from ``part`` instead of being copied through the map.
+    """
+    if not len(part):
+        return part
+    num_proc = None if stage.is_async or stage.context.num_proc <= 1 else stage.context.num_proc
+    workers = num_proc if num_proc and len(part) >= 2 * num_proc else None
+    passed_through = _passed_through_columns(stage, part.column_names)
+    mapped = part.map(
+        _make_map_function(stage, passed_through),
+        batched=True,
+        batch_size=stage.batch_size,
+        num_proc=workers,
+        remove_columns=part.column_names,
+        keep_in_memory=workers is None,
+        cache_file_name=str(scratch / "mapped.arrow") if workers else None,
+        load_from_cache_file=False,
+        new_fingerprint=new_fingerprint,
+        desc=desc,
+    )
+    return _attach_passed_through(part, mapped, passed_through)
 
 
 def run_stage(
@@ -137,8 +190,6 @@ def run_stage(
     bounds = _shard_bounds(len(dataset), shard_rows)
     stats = StageStats(stage=stage.name)
     kept_files: list[Path] = []
-    map_function = _make_map_function(stage)
-    num_proc = None if stage.is_async or stage.context.num_proc <= 1 else stage.context.num_proc
     resumed = 0
     kept_digests: list[str] = []
     for index, (start, end) in enumerate(bounds):
@@ -159,20 +210,10 @@ def run_stage(
         started = time.perf_counter()
         counters_before = Counter(stage.extra_counters())
         part = dataset.select(range(start, end))
-        if len(part):
-            mapped = part.map(
-                map_function,
-                batched=True,
-                batch_size=stage.batch_size,
-                num_proc=num_proc if num_proc and len(part) >= 2 * num_proc else None,
-                remove_columns=part.column_names,
-                keep_in_memory=True,
-                load_from_cache_file=False,
-                new_fingerprint=f"{fingerprint}-{index:05d}",
-                desc=f"{stage.name} [shard {index + 1}/{len(bounds)}]",
-            )
-        else:
-            mapped = part
+        scratch = stage_dir / f"shard-{index:05d}.scratch"
+        mapped = apply_stage(
+            stage, part, scratch, f"{fingerprint}-{index:05d}", desc=f"{stage.name} [shard {index + 1}/{len(bounds)}]"
+        )
         kept, dropped, dropped_counts = _split_kept_dropped(mapped)
         shard_stats = StageStats(
             stage=stage.name,
@@ -193,6 +234,7 @@ def run_stage(
         stats = stats.merge(shard_stats)
         kept_files.append(kept_path)
         kept_digests.append(digest)
+        shutil.rmtree(scratch, ignore_errors=True)  # everything it held is in the Parquet files now
     if resumed:
         logger.info("stage %s: resumed %d of %d shard(s) from %s", stage.name, resumed, len(bounds), stage_dir)
     _atomic_write_text(stage_dir / SUCCESS_FILE, json.dumps(stats.to_dict(), indent=2) + "\n")

@@ -176,3 +176,36 @@ def test_shards_with_retryable_drops_run_again_and_change_the_output_fingerprint
     CALLS.clear()
     third = run_flaky()
     assert CALLS["batches"] == 0 and third.fingerprint == second.fingerprint
+
+
+class TaggingStage(Stage):
+    """Drops short texts and records the text length in ``metadata``: ``text`` and ``id`` are never rewritten."""
+
+    name = "tagging"
+    config_class = LengthFilterConfig
+    batch_size = 4
+
+    def process_batch(self, batch: Batch) -> Batch:
+        reasons = [None if len(t) >= self.config.min_chars else "too_short" for t in batch["text"]]
+        metadata = [json.dumps({"chars": len(t)}) for t in batch["text"]]
+        return {**batch, "metadata": metadata, "score": [len(t) / 10 for t in batch["text"]], DROP_COLUMN: reasons}
+
+
+class DeclaredTaggingStage(TaggingStage):
+    rewrites_columns = frozenset({"metadata"})
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_columns_a_stage_does_not_rewrite_pass_through_unchanged(tmp_path: Path, num_proc: int) -> None:
+    dataset = make_dataset(20).add_column("metadata", ["{}"] * 20)
+    results = []
+    for stage_class in (TaggingStage, DeclaredTaggingStage):
+        stage = stage_class(LengthFilterConfig(), StageContext(tmp_path, num_proc=num_proc))
+        results.append(run_stage(stage, dataset, "fp", tmp_path / stage_class.__name__, shard_rows=10))
+    copied, passed = results
+    assert passed.dataset.column_names == copied.dataset.column_names == ["id", "text", "metadata", "score"]
+    assert passed.dataset.to_list() == copied.dataset.to_list()
+    assert passed.stats.dropped == copied.stats.dropped
+    kept_ids = [str(i) for i in range(20) if i % 6 >= 3]
+    assert passed.dataset["id"] == kept_ids and json.loads(passed.dataset["metadata"][0]) == {"chars": 3}
+    assert not list((tmp_path / "DeclaredTaggingStage").glob("*.scratch")), "scratch folders are removed"

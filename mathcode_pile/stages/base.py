@@ -51,6 +51,10 @@ class Stage:
     #: Drop reasons that a later run should try again instead of reusing: failures of the outside world (an endpoint
     #: that gave up), not verdicts on the row. A finished shard holding such drops is recomputed on the next run.
     retry_drop_reasons: ClassVar[frozenset[str]] = frozenset()
+    #: Input columns the stage may rewrite; None means any. The others pass from input to output without being
+    #: copied through ``Dataset.map`` (a filter that rewrote ``text`` would spend more time copying documents than
+    #: judging them, and worker processes could not speed that copy up).
+    rewrites_columns: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, config: Any, context: StageContext) -> None:
         if not isinstance(config, self.config_class):

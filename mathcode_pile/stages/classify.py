@@ -40,7 +40,7 @@ from mathcode_pile.classifier.train import FastTextParams
 from mathcode_pile.config import RecipeError, ValidatedConfig
 from mathcode_pile.sources import document_kind
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
-from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH, column_values
+from mathcode_pile.stages.columns import FILTER_BATCH, column_values
 from mathcode_pile.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -148,9 +148,10 @@ def ensure_trained_classifier(config: ClassifyConfig, context: StageContext) -> 
 @register_stage
 class MathClassifyStage(Stage):
     name = "math_classify"
+    rewrites_columns = frozenset()
     version = "1"
     config_class = ClassifyConfig
-    batch_size = WHOLE_SHARD_BATCH
+    batch_size = FILTER_BATCH
 
     def __init__(self, config: ClassifyConfig, context: StageContext) -> None:
         super().__init__(config, context)

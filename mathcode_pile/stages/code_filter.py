@@ -24,7 +24,7 @@ from mathcode_pile.card import CardSection, publish_stage_section
 from mathcode_pile.config import RecipeError, ValidatedConfig
 from mathcode_pile.sources import document_kind, document_metadata
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
-from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH, column_values
+from mathcode_pile.stages.columns import FILTER_BATCH, column_values
 from mathcode_pile.stats import StageStats
 
 #: The packages the paper filters on.
@@ -107,9 +107,10 @@ class CodeFilterConfig(ValidatedConfig):
 @register_stage
 class CodeMathFilterStage(Stage):
     name = "code_math_filter"
+    rewrites_columns = frozenset({"metadata"})
     version = "1"
     config_class = CodeFilterConfig
-    batch_size = WHOLE_SHARD_BATCH
+    batch_size = FILTER_BATCH
 
     def __init__(self, config: CodeFilterConfig, context: StageContext) -> None:
         super().__init__(config, context)

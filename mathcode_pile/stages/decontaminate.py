@@ -21,7 +21,7 @@ from mathcode_pile.decontamination.benchmarks import resolve_benchmark_files
 from mathcode_pile.decontamination.index import NgramIndex
 from mathcode_pile.sources import document_metadata
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
-from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH
+from mathcode_pile.stages.columns import FILTER_BATCH
 from mathcode_pile.stats import StageStats
 
 DROP_PREFIX = "contaminated_"
@@ -61,9 +61,10 @@ class DecontaminateConfig(ValidatedConfig):
 @register_stage
 class DecontaminateStage(Stage):
     name = "decontaminate"
+    rewrites_columns = frozenset({"metadata"})
     version = "1"
     config_class = DecontaminateConfig
-    batch_size = WHOLE_SHARD_BATCH
+    batch_size = FILTER_BATCH
 
     def __init__(self, config: DecontaminateConfig, context: StageContext) -> None:
         super().__init__(config, context)

@@ -66,6 +66,7 @@ def _split_key(key: str) -> tuple[str, str]:
 @register_stage
 class DedupStage(Stage):
     name = "dedup"
+    rewrites_columns = frozenset({"metadata"})
     version = "1"
     config_class = DedupConfig
     batch_size = WHOLE_SHARD_BATCH

@@ -46,6 +46,7 @@ def is_sampled(doc_id: str, fraction: float) -> bool:
 @register_stage
 class LLMLabelStage(LLMStage):
     name = "llm_label"
+    rewrites_columns = frozenset({"metadata"})
     version = "1"
     config_class = LLMLabelConfig
 
