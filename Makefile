@@ -7,6 +7,9 @@ TORCH_SPEC ?= torch==2.13.0
 PIP_TORCH_ARGS ?=
 MODEL ?= tiny
 RECIPE ?= recipes/mathcode_pile/demo.yaml
+# make instruct: LCE instruction data (teacher solutions, problem interpolation, self-distillation)
+INSTRUCT_RECIPE ?= recipes/mathcode_instruct/demo.yaml
+INSTRUCT_ARGS ?=
 # make eval MODEL=<folder|hub id|smollm2> [BACKEND=hf|vllm|local-completions] [BASE_URL=http://host:port] [LIMIT=20]
 BACKEND ?= hf
 LIMIT ?=
@@ -44,7 +47,7 @@ LCE_EVAL_MODEL = $(or $(LCE_EVAL_MODEL_$(MODEL)),$(MODEL))
 LCE_EVAL_OUTPUT = $(if $(wildcard $(LCE_EVAL_MODEL)/trainer_state.json),$(LCE_EVAL_MODEL)/eval_lce,outputs/eval_lce/$(notdir $(patsubst %/,%,$(LCE_EVAL_MODEL))))
 LCE_EVAL_ARGS ?=
 
-.PHONY: help install pile eval test quality style bench clean train train-lce eval-lce
+.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce
 
 help:
 	@echo "make install          create $(VENV) and install MathCode with every extra"
@@ -53,6 +56,7 @@ help:
 	@echo "make quality / style  ruff lint + format check / fix"
 	@echo "make train MODEL=...  continued pretraining (tiny, smollm2, llama3, deepseekmath, mistral, codellama)"
 	@echo "make eval MODEL=...   MathCoder2 benchmarks through lm-eval"
+	@echo "make instruct         LCE instruction data offline (teacher, interpolation, self-distillation)"
 	@echo "make train-lce MODEL=...  MathCoder LCE SFT (tiny, smollm2, llama2, codellama)"
 	@echo "make eval-lce MODEL=...   LCE inference with code execution on GSM8K, MATH, SVAMP, Mathematics, SimulEq"
 	@echo "make bench            performance scripts under benchmarks/"
@@ -70,6 +74,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 pile: install
 	$(BIN)/mathcode-pile build --config $(RECIPE)
+
+instruct: install
+	$(BIN)/mathcode-pile instruct --config $(INSTRUCT_RECIPE) $(if $(BASE_URL),--llm_endpoint $(BASE_URL)) $(INSTRUCT_ARGS)
 
 eval: install
 ifeq ($(MODEL),tiny)

@@ -8,8 +8,9 @@ whole ``run_stage`` (kept / dropped split and Parquet writing around the map) is
 each, the ratio map / bare with ``num_proc=1`` (goal >= 0.7) and the speed-ups of two processes over one
 (near-linear: close to 2 on two otherwise idle cores; the load average is printed because other work on the machine
 takes cores away). The same-run baseline for two processes is the bare loop split over two forked processes: how far
-fastText itself scales here (two cores share caches and memory bandwidth). Documents are bundled samples joined up to ``--min-chars`` characters: web pages and papers
-average several KB, and short documents make the fixed costs (starting worker processes) dominate.
+fastText itself scales here (two cores share caches and memory bandwidth). Documents are bundled samples joined up
+to ``--min-chars`` characters: web pages and papers average several KB, and short documents make the fixed costs
+(starting worker processes) dominate.
 Run: ``python benchmarks/classifier.py [--docs 40000] [--min-chars 4000] [--repeats 3]``.
 """
 

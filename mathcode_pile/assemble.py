@@ -20,6 +20,8 @@ from typing import Any
 from datasets import Dataset
 
 from mathcode_pile.card import (
+    PILE_PROSE,
+    CardProse,
     CardSection,
     CompositionRow,
     DatasetCardInputs,
@@ -166,6 +168,7 @@ def assemble_corpus(
     sections: list[CardSection] | None = None,
     tokenizer: str | None = DEFAULT_TOKENIZER,
     weights: dict[str, float] | None = None,
+    prose: CardProse = PILE_PROSE,
 ) -> Path:
     """Write ``output_dir`` (data/, README.md, stats.json, composition.json, plots/) and validate the card against it.
 
@@ -214,6 +217,7 @@ def assemble_corpus(
         model=model,
         tokenizer=tokenizer_display_name(tokenizer) if token_counts is not None else None,
         split_info=split_info,
+        prose=prose,
     )
     card_text = render_dataset_card(inputs)
     (output_dir / "README.md").write_text(card_text, encoding="utf-8")

@@ -6,7 +6,7 @@ needs no loading script (``datasets`` >= 4 refuses scripts anyway).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,39 @@ class CardSection:
     body: str
 
 
+@dataclass(frozen=True)
+class CardProse:
+    """The parts of a dataset card that depend on what kind of dataset was built."""
+
+    #: Opening paragraph (``{name}`` is replaced by the dataset's pretty name).
+    description: str
+    #: The command that built it (``{recipe}`` is replaced by the recipe path).
+    build_command: str
+    citation: str
+    tags: tuple[str, ...]
+    task_categories: tuple[str, ...] = ("text-generation",)
+
+
+MATHCODER2_CITATION = """@inproceedings{lu2025mathcoder2,
+  title={MathCoder2: Better Math Reasoning from Continued Pretraining on Model-translated Mathematical Code},
+  author={Lu, Zimu and Zhou, Aojun and Wang, Ke and Ren, Houxing and Shi, Weikang and Pan, Junting and Zhan, Mingjie and Li, Hongsheng},
+  booktitle={The Thirteenth International Conference on Learning Representations},
+  year={2025}
+}"""  # noqa: E501
+
+PILE_PROSE = CardProse(
+    description=(
+        "{name} is a math pretraining corpus built with the MathCode-Pile pipeline, following *MathCoder2: Better "
+        "Math Reasoning from Continued Pretraining on Model-translated Mathematical Code* (arXiv:2410.08196): "
+        "mathematical text is filtered, deduplicated and decontaminated, and its computations are translated by a "
+        "language model into Python code that is executed and kept only when its output matches the stated result."
+    ),
+    build_command="mathcode-pile build --config {recipe}",
+    citation=MATHCODER2_CITATION,
+    tags=("math", "code", "pretraining", "mathcode-pile"),
+)
+
+
 @dataclass
 class DatasetCardInputs:
     pretty_name: str
@@ -54,7 +87,7 @@ class DatasetCardInputs:
     #: load the rows of the previous build.
     split_info: dict[str, int] | None = None
     license: str = "other"
-    tags: Sequence[str] = ("math", "code", "pretraining", "mathcode-pile")
+    prose: CardProse = PILE_PROSE
 
 
 def _size_category(rows: int) -> str:
@@ -71,8 +104,8 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         pretty_name=inputs.pretty_name,
         license=inputs.license,
         language=["en"],
-        task_categories=["text-generation"],
-        tags=list(inputs.tags),
+        task_categories=list(inputs.prose.task_categories),
+        tags=list(inputs.prose.tags),
         size_categories=[_size_category(total_documents)],
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": inputs.data_glob}]}],
     )
@@ -110,6 +143,9 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         sections=inputs.sections,
         columns=inputs.columns,
         model=inputs.model,
+        description=inputs.prose.description.format(name=inputs.pretty_name),
+        build_command=inputs.prose.build_command.format(recipe=inputs.recipe),
+        citation=inputs.prose.citation,
     )
 
 

@@ -1,6 +1,7 @@
 """``mathcode-pile``: the corpus builder's command line.
 
-``build`` runs a whole recipe; other subcommands run one stage on files (added by the stages that need them).
+``build`` runs a whole corpus recipe and ``instruct`` an LCE instruction-data recipe; other subcommands run one stage
+on files (added by the stages that need them).
 Any recipe key can be overridden: ``mathcode-pile build --config R.yaml --shard_rows 50 --llm_max_concurrency 8``.
 """
 
@@ -77,6 +78,22 @@ def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
     return 0
 
 
+def _run_instruct(args: argparse.Namespace, overrides: list[str]) -> int:
+    from mathcode_pile.instruct.build import build_instruct, config_classes, parse_instruct_configs
+
+    if args.help_keys:
+        from transformers import HfArgumentParser
+
+        HfArgumentParser(config_classes()).print_help()
+        return 0
+    output = build_instruct(parse_instruct_configs(args.config, _apply_aliases(overrides)))
+    if not (output / "data").is_dir():
+        print(f"no row was kept; {output / 'README.md'} lists what each step dropped and why")
+        return 0
+    print(f"LCE instruction data written to {output}  (load it with datasets.load_dataset({str(output)!r}))")
+    return 0
+
+
 def _load_subcommand_modules() -> None:
     """Stage modules register their subcommands when imported; the registry imports them all."""
     import mathcode_pile.stages.registry  # noqa: F401
@@ -96,6 +113,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     build.add_argument("--config", help="recipe YAML, e.g. recipes/mathcode_pile/demo.yaml")
     build.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
+    instruct = subparsers.add_parser(
+        "instruct",
+        help="build LCE instruction data (teacher solutions, problem interpolation, self-distillation)",
+        description="Build MathCodeInstruct-style LCE training data from a recipe. Extra --key value pairs override "
+        "recipe keys; --help-keys lists them all.",
+    )
+    instruct.add_argument("--config", help="recipe YAML, e.g. recipes/mathcode_instruct/demo.yaml")
+    instruct.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
     for name, (help_text, configure, _) in sorted(SUBCOMMANDS.items()):
         configure(subparsers.add_parser(name, help=help_text, description=help_text))
     args, unknown = parser.parse_known_args(argv)
@@ -103,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "build":
             return _run_build(args, unknown)
+        if args.command == "instruct":
+            return _run_instruct(args, unknown)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         return SUBCOMMANDS[args.command][2](args)

@@ -19,7 +19,12 @@ import asyncio
 import json
 import re
 import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -28,12 +33,29 @@ USER_TEXT = re.compile(r"<\|user\|><\|text\|>(.*?)<\|endofblock\|>", re.DOTALL)
 STOPS = ("<|endofblock|>", "<|endofmessage|>")
 
 
-def next_piece(scripts: dict[str, str], prompt: str, stops: list[str]) -> tuple[str, str] | None:
-    """The continuation of ``prompt`` along its question's script up to the next stop marker, and the finish reason."""
-    question = USER_TEXT.search(prompt)
-    if "<|assistant|>" not in prompt or question is None or question.group(1) not in scripts:
+#: Key of the scripts file holding the answers to problem-writing prompts (those ending in this cue).
+NEW_PROBLEM_CUE = "New problem:"
+INTERPOLATIONS_KEY = "__interpolations__"
+
+
+def next_piece(scripts: dict[str, Any], prompt: str, stops: list[str], seed: int = 0) -> tuple[str, str] | None:
+    """The continuation of ``prompt`` along its question's script up to the next stop marker, and the finish reason.
+
+    A script may be a list: the request's ``seed`` picks one (sampled solutions that differ). A prompt ending in
+    ``New problem:`` is answered from the ``__interpolations__`` list of ``[needle, new problem]`` pairs: the first
+    pair whose needle occurs in the prompt.
+    """
+    if prompt.rstrip().endswith(NEW_PROBLEM_CUE) and INTERPOLATIONS_KEY in scripts:
+        for needle, new_problem in scripts[INTERPOLATIONS_KEY]:
+            if needle in prompt:
+                return " " + new_problem, "length"
         return None
-    script = scripts[question.group(1)]
+    questions = USER_TEXT.findall(prompt)  # the last one: few-shot examples may come first
+    if "<|assistant|>" not in prompt or not questions or questions[-1] not in scripts:
+        return None
+    script = scripts[questions[-1]]
+    if isinstance(script, list):
+        script = script[seed % len(script)]
     written = EXECUTION_BLOCK.sub("", prompt.rsplit("<|assistant|>", 1)[1])
     if not script.startswith(written):
         return None
@@ -44,7 +66,7 @@ def next_piece(scripts: dict[str, str], prompt: str, stops: list[str]) -> tuple[
     return rest[: min(ends)], "stop_sequence"
 
 
-def build_app(scripts: dict[str, str], log_path: Path, strip_stops: bool, delay_s: float) -> web.Application:
+def build_app(scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_s: float) -> web.Application:
     in_flight = 0
 
     async def answer(prompt: str, parameters: dict[str, object]) -> tuple[str, str, str] | None:
@@ -58,7 +80,7 @@ def build_app(scripts: dict[str, str], log_path: Path, strip_stops: bool, delay_
         finally:
             in_flight -= 1
         stops = list(parameters.get("stop") or STOPS)  # type: ignore[call-overload]
-        piece = next_piece(scripts, prompt, stops)
+        piece = next_piece(scripts, prompt, stops, int(parameters.get("seed") or 0))  # type: ignore[call-overload]
         if piece is None:
             return None
         text, reason = piece
@@ -97,6 +119,49 @@ def build_app(scripts: dict[str, str], log_path: Path, strip_stops: bool, delay_
     app.router.add_post("/generate", generate)
     app.router.add_post("/v1/completions", completions)
     return app
+
+
+@dataclass
+class ScriptedServer:
+    """A running scripted server: its URL and the log of every prompt it received."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def requests(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def launch(scripts: dict[str, Any], folder: Path, *flags: str) -> ScriptedServer:
+    """Start this file as a server process on 127.0.0.1 with ``scripts``; returns once it listens."""
+    scripts_path = folder / "scripts.json"
+    scripts_path.write_text(json.dumps(scripts), encoding="utf-8")
+    port_file, log = folder / "port.txt", folder / "requests.jsonl"
+    log.touch()
+    command = [
+        sys.executable,
+        __file__,
+        "--scripts",
+        str(scripts_path),
+        "--port-file",
+        str(port_file),
+        "--log",
+        str(log),
+    ]
+    process = subprocess.Popen([*command, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not port_file.exists() or not port_file.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            error = process.stderr.read().decode() if process.stderr else ""
+            raise RuntimeError(f"scripted server did not start: {error}")
+        time.sleep(0.05)
+    return ScriptedServer(process, f"http://127.0.0.1:{port_file.read_text()}", log)
 
 
 def main() -> None:

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,8 +20,7 @@ from mathcode_pile.lce.execution import SandboxSessions, execution_text, neutral
 from mathcode_pile.lce.format import Block
 from mathcode_pile.llm import LLMClient, LLMConfig
 from mathcode_pile.sandbox import ExecResult
-
-SERVER = Path(__file__).with_name("scripted_tgi.py")
+from tests.scripted_tgi import ScriptedServer, launch
 
 STATEFUL = "A shop has 6 boxes of 7 pens. How many pens, plus one spare?"
 STATEFUL_SCRIPT = (
@@ -52,56 +47,18 @@ SCRIPTS = {
 }
 
 
-@dataclass
-class ScriptedServer:
-    url: str
-    log: Path
-
-    def requests(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines()]
-
-
-def start_server(tmp_path: Path, *flags: str) -> tuple[subprocess.Popen[bytes], ScriptedServer]:
-    scripts = tmp_path / "scripts.json"
-    scripts.write_text(json.dumps(SCRIPTS), encoding="utf-8")
-    port_file, log = tmp_path / "port.txt", tmp_path / "requests.jsonl"
-    log.touch()
-    command = [
-        sys.executable,
-        str(SERVER),
-        "--scripts",
-        str(scripts),
-        "--port-file",
-        str(port_file),
-        "--log",
-        str(log),
-    ]
-    process = subprocess.Popen([*command, *flags], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 30
-    while not port_file.exists() or not port_file.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(
-                f"scripted server did not start: {process.stderr.read().decode() if process.stderr else ''}"
-            )
-        time.sleep(0.05)
-    return process, ScriptedServer(f"http://127.0.0.1:{port_file.read_text()}", log)
-
-
 @pytest.fixture
 def tgi(tmp_path: Path) -> Iterator[ScriptedServer]:
-    process, server = start_server(tmp_path, "--delay", "0.2")
+    server = launch(SCRIPTS, tmp_path, "--delay", "0.2")
     yield server
-    process.terminate()
-    process.wait(timeout=10)
+    server.stop()
 
 
 @pytest.fixture
 def openai_style(tmp_path: Path) -> Iterator[ScriptedServer]:
-    process, server = start_server(tmp_path, "--strip-stops")
+    server = launch(SCRIPTS, tmp_path, "--strip-stops")
     yield server
-    process.terminate()
-    process.wait(timeout=10)
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +285,7 @@ def test_evaluation_grades_solutions_from_an_endpoint_and_resumes(tmp_path: Path
     """The whole ``evaluation.lce.evaluate`` path: benchmark file, TGI endpoint, sandbox, shared grader, reports."""
     from evaluation.lce.evaluate import main
 
-    process, server = start_server(tmp_path)
+    server = launch(SCRIPTS, tmp_path)
     try:
         data = tmp_path / "benchmarks"
         data.mkdir()
@@ -354,8 +311,7 @@ def test_evaluation_grades_solutions_from_an_endpoint_and_resumes(tmp_path: Path
         assert main(argv) == 0  # a rerun finds every problem solved and asks the model nothing
         assert len(server.requests()) == requests_before
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 def test_missing_benchmark_files_name_where_they_were_expected(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """Every recipe under ``recipes/`` is parsed by the parser its entry point uses, found by glob, dispatched on folder.
 
 Kinds: ``<Model>/cpt/*.yaml`` (continued pretraining, ``TrlParser``), ``<Model>/sft/*.yaml`` (LCE SFT),
-``mathcode_pile/*.yaml`` (corpus builds), ``eval/*.yaml`` (evaluation suites), ``accelerate_configs/*.yaml``
-(Accelerate's own loader). A recipe in any other place fails with a message saying where to add its parser.
+``mathcode_pile/*.yaml`` (corpus builds), ``mathcode_instruct/*.yaml`` (LCE instruction data), ``eval/*.yaml``
+(evaluation suites), ``accelerate_configs/*.yaml`` (Accelerate's own loader). A recipe in any other place fails
+with a message saying where to add its parser.
 The paper recipes must also reach MathCoder2's global batch of 4M tokens on the GPUs they state.
 """
 
@@ -41,7 +42,7 @@ def cpu_overrides() -> list[str]:
 
 def recipe_kind(path: Path) -> str:
     parts = path.relative_to(RECIPES_DIR).parts
-    if parts[0] in ("accelerate_configs", "mathcode_pile", "eval") and len(parts) == 2:
+    if parts[0] in ("accelerate_configs", "mathcode_pile", "mathcode_instruct", "eval") and len(parts) == 2:
         return parts[0]
     if len(parts) == 3 and parts[1] in ("cpt", "sft"):
         return parts[1]
@@ -64,6 +65,12 @@ def parse_pile(path: Path) -> Any:
     from mathcode_pile.pipeline import parse_build_configs
 
     return parse_build_configs(path)
+
+
+def parse_instruct(path: Path) -> Any:
+    from mathcode_pile.instruct.build import parse_instruct_configs
+
+    return parse_instruct_configs(path)
 
 
 def parse_eval(path: Path) -> Any:
@@ -89,6 +96,7 @@ PARSERS: dict[str, Callable[[Path], Any]] = {
     "cpt": parse_cpt,
     "sft": parse_sft,
     "mathcode_pile": parse_pile,
+    "mathcode_instruct": parse_instruct,
     "eval": parse_eval,
     "accelerate_configs": parse_accelerate,
 }
@@ -96,7 +104,7 @@ PARSERS: dict[str, Callable[[Path], Any]] = {
 
 def test_recipes_are_found() -> None:
     kinds = {recipe_kind(p) for p in RECIPES}
-    assert {"cpt", "accelerate_configs", "mathcode_pile"} <= kinds
+    assert {"cpt", "accelerate_configs", "mathcode_pile", "mathcode_instruct"} <= kinds
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(RECIPES_DIR)))
@@ -106,8 +114,8 @@ def test_every_recipe_parses_with_its_real_parser(recipe: Path, monkeypatch: pyt
     if kind not in PARSERS:
         pytest.fail(
             f"{recipe.relative_to(REPO_ROOT)}: no parser for recipes in this place (kind '{kind}'); put it under "
-            "<Model>/cpt|sft/, mathcode_pile/, eval/ or accelerate_configs/, or add its parser to PARSERS in "
-            f"{__file__}"
+            "<Model>/cpt|sft/, mathcode_pile/, mathcode_instruct/, eval/ or accelerate_configs/, or add its parser "
+            f"to PARSERS in {__file__}"
         )
     assert PARSERS[kind](recipe.relative_to(REPO_ROOT)) is not None
 

@@ -216,7 +216,14 @@ class EndpointBackend:
     prompt longer than the server accepts comes back as a request error, which the loop records for that problem.
     """
 
-    def __init__(self, client: Any, context_length: int = 2048, tokenizer: Any | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        context_length: int = 2048,
+        tokenizer: Any | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         if client.config.llm_mode not in RAW_PROMPT_MODES:
             raise ValueError(
                 "LCE inference continues a raw prompt block by block: use llm_mode='text_generation' (TGI) or "
@@ -225,6 +232,9 @@ class EndpointBackend:
         self.client = client
         self.context_length = context_length
         self.tokenizer = tokenizer
+        # sampled solutions (self-distillation) differ by seed, which is part of the request cache key
+        self.temperature = temperature
+        self.seed = seed
 
     def count_tokens(self, prompt: str) -> int | None:
         if self.tokenizer is None:
@@ -233,7 +243,11 @@ class EndpointBackend:
 
     async def generate(self, prompt: str, max_new_tokens: int) -> Generation:
         response = await self.client.generate(
-            prompt=prompt, max_new_tokens=max_new_tokens, temperature=0.0, stop=list(STOP_MARKERS)
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            temperature=self.temperature,
+            stop=list(STOP_MARKERS),
+            seed=self.seed,
         )
         text = response.text
         stopped = (response.finish_reason or "") in STOPPED_REASONS or text.endswith(tuple(STOP_MARKERS))

@@ -136,16 +136,20 @@ class LCEInferenceEngine:
         backend: GenerationBackend,
         session_factory: Callable[[], CodeSession],
         config: LCEInferenceConfig | None = None,
+        prompt_prefix: str = "",
     ) -> None:
         self.backend = backend
         self.session_factory = session_factory
         self.config = config or LCEInferenceConfig()
+        #: Serialized example conversations put before each problem's own (few-shot prompting of a model that was not
+        #: trained on the LCE format, e.g. a teacher writing training data).
+        self.prompt_prefix = prompt_prefix
 
     async def solve(self, question: str) -> LCESolution:
         """Run the loop for one question; never raises for model or code failures (they end up in the record)."""
         started = time.monotonic()
         solution = LCESolution(question=question)
-        prompt = render_prompt(build_conversation(question, system=self.config.system_prompt))
+        prompt = self.prompt_prefix + render_prompt(build_conversation(question, system=self.config.system_prompt))
         session: CodeSession | None = None
         try:
             session = await asyncio.to_thread(self.session_factory)
