@@ -8,6 +8,8 @@ The last test runs the demo recipe against the embedded llama.cpp model.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from mathcode_pile.instruct.interpolation import SeedProblem, interpolation_pair
 from mathcode_pile.instruct.ledger import Ledger
 from mathcode_pile.lce.dataset import conversation_from_row
 from mathcode_pile.lce.format import serialize_conversation
+from tests.build_helpers import kill_when, lines_in
+from tests.fault_proxy import FaultProxy
 from tests.scripted_tgi import ScriptedServer, launch
 
 APPLES = "Tom has 3 boxes of 4 apples. How many apples does he have?"
@@ -147,6 +151,39 @@ def test_teacher_interpolation_and_self_distillation_make_a_loadable_dataset(
     build_instruct(parse_instruct_configs(write_recipe(tmp_path), overrides))
     assert len(scripted.requests()) == before
     assert [path.read_bytes() for path in parquet] == first_bytes
+
+
+def test_kill_minus_9_mid_build_then_rerun_pays_nothing_twice_and_matches_an_uninterrupted_build(
+    benchmarks_dir: Path, tmp_path: Path, repo_root: Path
+) -> None:
+    contaminated = json.loads((benchmarks_dir / "gsm8k_test.jsonl").read_text().splitlines()[0])["question"]
+    (tmp_path / "server").mkdir()
+    server = launch(scripts(contaminated), tmp_path / "server", "--delay", "0.2")  # a model takes time
+    try:
+        builds = {}
+        for name in ("reference", "killed"):
+            (tmp_path / name).mkdir()
+            recipe = write_recipe(tmp_path / name)
+            builds[name] = [sys.executable, "-m", "mathcode_pile.cli", "instruct", "--config", str(recipe),
+                            "--decontam_benchmarks", str(benchmarks_dir)]  # fmt: skip
+        subprocess.run([*builds["reference"], "--llm_endpoint", server.url], check=True, capture_output=True)
+        with FaultProxy(server.url) as proxy:
+            command = [*builds["killed"], "--llm_endpoint", proxy.url]
+            ledger = tmp_path / "killed" / "out_work" / "01_teacher.jsonl"
+            kill_when(command, lambda: lines_in(ledger) >= 2)
+            paid_before_kill = set(proxy.completed_bodies)
+            assert paid_before_kill and not (tmp_path / "killed" / "out" / "data").exists()
+            subprocess.run(command, check=True, capture_output=True, cwd=repo_root)
+        # every answer paid for before the kill came from the cache afterwards, and none was paid twice
+        assert all(proxy.completed_bodies[body] == 1 for body in paid_before_kill)
+        assert sum(proxy.completed_bodies.values()) == len(proxy.completed_bodies)
+    finally:
+        server.stop()
+    reference = sorted((tmp_path / "reference" / "out" / "data").glob("*.parquet"))
+    resumed = sorted((tmp_path / "killed" / "out" / "data").glob("*.parquet"))
+    assert [p.name for p in reference] == [p.name for p in resumed]
+    assert [p.read_bytes() for p in reference] == [p.read_bytes() for p in resumed]
+    assert len(load_dataset(str(tmp_path / "killed" / "out"), split="train")) == 5
 
 
 def test_ledger_drops_a_torn_line_and_items_marked_for_retry(tmp_path: Path) -> None:
