@@ -64,16 +64,19 @@ def _apply_aliases(argv: Sequence[str]) -> list[str]:
     return result
 
 
+def _print_recipe_keys(config_classes: list[type]) -> int:
+    from transformers import HfArgumentParser
+
+    HfArgumentParser(config_classes).print_help()
+    return 0
+
+
 def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
     from mathcode_pile.pipeline import build_config_classes, build_pile, parse_build_configs
 
     if args.help_keys:
-        from transformers import HfArgumentParser
-
-        HfArgumentParser(build_config_classes()).print_help()
-        return 0
-    configs = parse_build_configs(args.config, _apply_aliases(overrides))
-    output = build_pile(configs)
+        return _print_recipe_keys(build_config_classes())
+    output = build_pile(parse_build_configs(args.config, _apply_aliases(overrides)))
     print(f"MathCode-Pile written to {output}  (load it with datasets.load_dataset({str(output)!r}))")
     return 0
 
@@ -82,16 +85,24 @@ def _run_instruct(args: argparse.Namespace, overrides: list[str]) -> int:
     from mathcode_pile.instruct.build import build_instruct, config_classes, parse_instruct_configs
 
     if args.help_keys:
-        from transformers import HfArgumentParser
-
-        HfArgumentParser(config_classes()).print_help()
-        return 0
+        return _print_recipe_keys(config_classes())
     output = build_instruct(parse_instruct_configs(args.config, _apply_aliases(overrides)))
     if not (output / "data").is_dir():
         print(f"no row was kept; {output / 'README.md'} lists what each step dropped and why")
         return 0
     print(f"LCE instruction data written to {output}  (load it with datasets.load_dataset({str(output)!r}))")
     return 0
+
+
+#: Commands driven by a recipe plus ``--key value`` overrides: name -> (help, example recipe, run).
+RECIPE_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.Namespace, list[str]], int]]] = {
+    "build": ("build MathCode-Pile from a recipe", "recipes/mathcode_pile/demo.yaml", _run_build),
+    "instruct": (
+        "build LCE instruction data (teacher solutions, problem interpolation, self-distillation) from a recipe",
+        "recipes/mathcode_instruct/demo.yaml",
+        _run_instruct,
+    ),
+}
 
 
 def _load_subcommand_modules() -> None:
@@ -105,31 +116,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mathcode-pile", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    build = subparsers.add_parser(
-        "build",
-        help="build a corpus from a recipe",
-        description="Build MathCode-Pile from a recipe. Extra --key value pairs override recipe keys; "
-        "--help-keys lists them all.",
-    )
-    build.add_argument("--config", help="recipe YAML, e.g. recipes/mathcode_pile/demo.yaml")
-    build.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
-    instruct = subparsers.add_parser(
-        "instruct",
-        help="build LCE instruction data (teacher solutions, problem interpolation, self-distillation)",
-        description="Build MathCodeInstruct-style LCE training data from a recipe. Extra --key value pairs override "
-        "recipe keys; --help-keys lists them all.",
-    )
-    instruct.add_argument("--config", help="recipe YAML, e.g. recipes/mathcode_instruct/demo.yaml")
-    instruct.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
+    for name, (help_text, example, _) in RECIPE_COMMANDS.items():
+        command = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text[0].upper()}{help_text[1:]}. Extra --key value pairs override recipe keys; "
+            "--help-keys lists them all.",
+        )
+        command.add_argument("--config", help=f"recipe YAML, e.g. {example}")
+        command.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
     for name, (help_text, configure, _) in sorted(SUBCOMMANDS.items()):
         configure(subparsers.add_parser(name, help=help_text, description=help_text))
     args, unknown = parser.parse_known_args(argv)
     setup_logging(args.verbose)
     try:
-        if args.command == "build":
-            return _run_build(args, unknown)
-        if args.command == "instruct":
-            return _run_instruct(args, unknown)
+        if args.command in RECIPE_COMMANDS:
+            return RECIPE_COMMANDS[args.command][2](args, unknown)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
         return SUBCOMMANDS[args.command][2](args)

@@ -20,9 +20,9 @@ from mathcode_pile.card import validate_dataset_card
 from mathcode_pile.config import RecipeError
 from mathcode_pile.instruct.build import agreed_answer, build_instruct, parse_instruct_configs
 from mathcode_pile.instruct.interpolation import SeedProblem, interpolation_pairs, parse_new_problem
-from mathcode_pile.instruct.ledger import Ledger
 from mathcode_pile.lce.dataset import conversation_from_row
 from mathcode_pile.lce.format import serialize_conversation
+from mathcode_pile.ledger import Ledger
 from tests.build_helpers import kill_when, lines_in
 from tests.fault_proxy import FaultProxy
 from tests.scripted_tgi import ScriptedServer, launch

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.lce.benchmarks import BENCHMARKS, BenchmarkError, Problem, load_benchmark
-from evaluation.lce.engine import LCEInferenceConfig, LCEInferenceEngine, LCESolution
+from evaluation.lce.engine import LCEInferenceConfig, LCEInferenceEngine
 from evaluation.lce.report import TABLE_ORDER, render_comparison_table, save_results
+from evaluation.lce.solving import solve_into_ledger
 from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe, split_config_argument
+from mathcode_pile.ledger import Ledger
 from mathcode_pile.llm.client import LLMConfig
 
 logger = logging.getLogger(__name__)
@@ -125,69 +127,13 @@ def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm
     return EndpointBackend(client, inference.context_length, tokenizer=tokenizer)
 
 
-def prediction_text(solution: LCESolution) -> str | None:
-    """What the grader reads: the last text block when it comes after the last execution, else that execution output.
-
-    MathCoder states the answer in a final text block; a solution that ends on a code block leaves its answer in the
-    execution output. A failed solution has none.
-    """
-    if solution.finish_reason == "error":
-        return None
-    for block in reversed(solution.blocks):
-        if block.kind in ("text", "execution") and block.content.strip():
-            return block.content
-    return None
-
-
-def read_done(path: Path) -> dict[int, dict[str, Any]]:
-    """Predictions already written by an earlier run (by problem index).
-
-    A torn last line (an interrupted write) and problems that ended in an ``error`` (server down, sandbox failure)
-    are left out, so the rerun solves them again.
-    """
-    done: dict[int, dict[str, Any]] = {}
-    if not path.is_file():
-        return done
-    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            logger.warning(
-                "%s: line %d is incomplete (interrupted run); that problem is solved again", path, line_number
-            )
-            continue
-        if row.get("finish_reason") != "error":
-            done[int(row["index"])] = row
-    return done
-
-
 async def solve_benchmark(engine: LCEInferenceEngine, problems: list[Problem], path: Path) -> list[dict[str, Any]]:
-    """Solve the problems not yet in ``path``, appending each as it finishes; returns every row in index order."""
-    done = read_done(path)
-    todo = [problem for problem in problems if problem.index not in done]
-    if done:
-        logger.info("%s: %d problem(s) already solved, %d to go", path.name, len(problems) - len(todo), len(todo))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Rewrite the file from the parsed rows so a torn line never sits before new ones.
-    path.write_text("".join(json.dumps(done[i], ensure_ascii=False) + "\n" for i in sorted(done)), encoding="utf-8")
-    semaphore = asyncio.Semaphore(engine.config.max_concurrent_problems)
-
-    async def solve_one(problem: Problem) -> None:
-        async with semaphore:
-            solution = await engine.solve(problem.question)
-        row = {
-            "index": problem.index,
-            "benchmark": problem.benchmark,
-            "answer": problem.answer,
-            "prediction": prediction_text(solution),
-            **solution.to_dict(),
-        }
-        done[problem.index] = row
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-    await asyncio.gather(*(solve_one(problem) for problem in todo))
-    return [done[problem.index] for problem in problems]
+    """Solve the problems not yet in ``path`` (a :class:`~mathcode_pile.ledger.Ledger`); every row in index order."""
+    items = [
+        (str(p.index), p.question, {"index": p.index, "benchmark": p.benchmark, "answer": p.answer}) for p in problems
+    ]
+    results = await solve_into_ledger(engine, items, Ledger(path))
+    return [results[str(problem.index)] for problem in problems]
 
 
 def summarize_benchmark(graded: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """``mathcode-pile instruct``: seed problems → teacher solutions → new problems → self-distilled solutions → dataset.
 
-Each step records its items in a :class:`~mathcode_pile.instruct.ledger.Ledger` as they finish and every model call
+Each step records its items in a :class:`~mathcode_pile.ledger.Ledger` as they finish and every model call
 goes through the build's request cache, so a killed build resumes where it stopped and pays for no request twice.
 Grading runs in the main thread after each step's solving (math-verify times out with ``signal.alarm``). Every step
 reports items in, kept and dropped by reason; the card and ``stats.json`` carry them.
@@ -32,8 +32,8 @@ from mathcode_pile.instruct.interpolation import (
     interpolation_prompt,
     parse_new_problem,
 )
-from mathcode_pile.instruct.ledger import Ledger
 from mathcode_pile.lce.format import Block, build_conversation, serialize_conversation, to_chat_messages
+from mathcode_pile.ledger import Ledger
 from mathcode_pile.llm.client import LLMClient, LLMConfig, LLMRequestError
 from mathcode_pile.stats import StageStats
 
@@ -130,25 +130,6 @@ def load_seed_problems(
 # --- solving -------------------------------------------------------------------------------------------------------
 
 
-async def solve_into_ledger(engine: Any, items: Sequence[tuple[str, str]], ledger: Ledger) -> None:
-    """Solve every (key, question) not yet in ``ledger``, recording each as it finishes.
-
-    A problem whose solving failed for good (``finish_reason == "error"``: the server or the sandbox gave up) is
-    recorded for the log but marked for retry, so the next run solves it again.
-    """
-    from evaluation.lce.evaluate import prediction_text
-
-    semaphore = asyncio.Semaphore(engine.config.max_concurrent_problems)
-
-    async def solve_one(key: str, question: str) -> None:
-        async with semaphore:
-            solution = await engine.solve(question)
-        row = {**solution.to_dict(), "prediction": prediction_text(solution)}
-        ledger.add(key, {**row, "retry": solution.finish_reason == "error"})
-
-    await asyncio.gather(*(solve_one(key, question) for key, question in items if key not in ledger))
-
-
 def blocks_of(row: dict[str, Any]) -> tuple[Block, ...]:
     return tuple(Block(block["type"], block["content"]) for block in row["blocks"])
 
@@ -192,6 +173,7 @@ def run_teacher(
 ) -> tuple[list[dict[str, Any]], StageStats]:
     """Teacher solutions of the seed problems; per problem the first correct one is kept."""
     from evaluation.grading import grade
+    from evaluation.lce.solving import solve_into_ledger
 
     config, started = configs.instruct, time.perf_counter()
     ledger = Ledger(path)
@@ -213,10 +195,11 @@ def run_teacher(
             config.teacher_system_prompt,
             prefix,
         )
-        asyncio.run(solve_into_ledger(engine, [(f"{p.id}#{sample}", p.question) for p in todo], ledger))
+        items = [(f"{p.id}#{sample}", p.question, {}) for p in todo]
+        results = asyncio.run(solve_into_ledger(engine, items, ledger))
         written += len(todo)
         for problem in todo:
-            row = ledger.rows.get(f"{problem.id}#{sample}")
+            row = results[f"{problem.id}#{sample}"]
             reason = unusable_reason(row)
             if reason is None:
                 assert row is not None
@@ -347,17 +330,21 @@ def run_distillation(
     stands in for it (``by_teacher``) it gets the teacher's system turn and worked example.
     """
     config, started = configs.instruct, time.perf_counter()
+    from evaluation.lce.solving import solve_into_ledger
+
     ledger = Ledger(path)
+    results: dict[str, dict[str, Any]] = {}
     samples = config.distill_samples
     system = config.teacher_system_prompt if by_teacher else None
     prefix = teacher_prompt_prefix(config.teacher_system_prompt) if by_teacher else ""
     for sample in range(samples):
         engine = make_engine(client, sessions, configs.inference, config.distill_temperature, sample, system, prefix)
-        asyncio.run(solve_into_ledger(engine, [(f"{p['key']}#{sample}", p["question"]) for p in new_problems], ledger))
+        items = [(f"{p['key']}#{sample}", p["question"], {}) for p in new_problems]
+        results.update(asyncio.run(solve_into_ledger(engine, items, ledger)))
     kept: list[dict[str, Any]] = []
     dropped: Counter[str] = Counter()
     for problem in new_problems:
-        rows = [ledger.rows.get(f"{problem['key']}#{sample}") for sample in range(samples)]
+        rows = [results.get(f"{problem['key']}#{sample}") for sample in range(samples)]
         reason = next((r for r in map(unusable_reason, rows) if r is not None), None)
         answer = None
         if reason is None:

@@ -1,4 +1,4 @@
-"""A step's records, one JSON object per line, appended as each item finishes: what a killed run resumes from."""
+"""Records of finished items, one JSON object per line, appended as each finishes: what a killed run resumes from."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ logger = logging.getLogger(__name__)
 
 
 class Ledger:
-    """Finished items of one step by key.
+    """Finished items of one run (an evaluation benchmark, an instruction-data step) by key.
 
     Items are appended (and flushed) the moment they finish, so ``kill -9`` loses at most the ones in flight, and
     their LLM requests come back from the request cache on the rerun. A torn last line is dropped, and so are items
