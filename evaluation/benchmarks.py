@@ -34,7 +34,9 @@ MATH_SUBJECTS = (
     "precalculus",
 )
 CHOICE_LABELS = ("A", "B", "C", "D")
-_SAT_OPTION_FIELDS = ("options", "Answer Choices", "answer_choices", "choices")
+#: Where a SAT row keeps its choices: ``options`` in the shared file, ``Possible Answers`` (one "A) ... B) ..." line)
+#: in the Hub's mcaleste/sat_multiple_choice_math_may_23, next to ``Question`` and ``Answer``.
+_SAT_OPTION_FIELDS = ("options", "Possible Answers", "Answer Choices", "answer_choices", "choices")
 
 
 class BenchmarkDataError(ValueError):

@@ -154,8 +154,10 @@ def test_hub_shaped_rows_normalize_like_local_rows() -> None:
     hub_mmlu = {"question": "2+2?", "subject": "elementary_mathematics", "choices": ["1", "2", "3", "4"], "answer": 3}
     assert normalize_mmlu_math(hub_mmlu, "hub")["answer"] == "D"
     assert normalize_mmlu_math({**hub_mmlu, "subject": "anatomy"}, "hub") is None
-    hub_sat = {"Question": "q", "Answer Choices": ["3", "6", "9", "12"], "Answer": "(c)"}
+    hub_sat = {"Question": "q", "Possible Answers": "A) 3 B) 6 C) 9 D) 12", "Answer": "C"}  # the Hub's layout
     assert normalize_sat(hub_sat, "hub") == {"question": "q", "options": "A) 3 B) 6 C) 9 D) 12", "answer": "C"}
+    listed_sat = {"Question": "q", "Answer Choices": ["3", "6", "9", "12"], "Answer": "(c)"}
+    assert normalize_sat(listed_sat, "hub") == {"question": "q", "options": "A) 3 B) 6 C) 9 D) 12", "answer": "C"}
 
 
 def test_broken_rows_are_errors_naming_source_row_and_field(tmp_path: Path) -> None:
