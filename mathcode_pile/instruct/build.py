@@ -35,6 +35,7 @@ from mathcode_pile.instruct.interpolation import (
 from mathcode_pile.lce.format import Block, build_conversation, serialize_conversation, to_chat_messages
 from mathcode_pile.ledger import Ledger
 from mathcode_pile.llm.client import LLMClient, LLMConfig, LLMRequestError
+from mathcode_pile.stages.decontaminate import DecontaminateConfig
 from mathcode_pile.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -77,13 +78,15 @@ class InstructConfigs:
     instruct: InstructConfig
     inference: Any  # evaluation.lce.engine.LCEInferenceConfig (imported lazily: it pulls the evaluation package)
     llm: LLMConfig
+    #: The pile's decontamination settings (``decontam_*`` keys), applied to the new problems.
+    decontam: DecontaminateConfig
     recipe: str
 
 
 def config_classes() -> list[type]:
     from evaluation.lce.engine import LCEInferenceConfig
 
-    return [InstructConfig, LCEInferenceConfig, LLMConfig]
+    return [InstructConfig, LCEInferenceConfig, LLMConfig, DecontaminateConfig]
 
 
 def parse_instruct_configs(recipe_path: str | Path | None, overrides: Sequence[str] = ()) -> InstructConfigs:
@@ -93,13 +96,13 @@ def parse_instruct_configs(recipe_path: str | Path | None, overrides: Sequence[s
         recipe_keys = {} if recipe_path is None else read_recipe(recipe_path)
         if "llm_mode" not in recipe_keys:
             overrides = ["--llm_mode", "completions", *overrides]
-    instruct, inference, llm = parse_recipe(config_classes(), recipe_path, overrides)
+    instruct, inference, llm, decontam = parse_recipe(config_classes(), recipe_path, overrides)
     if llm.llm_mode == "chat":
         raise RecipeError(
             f"{recipe_path}: llm_mode must be completions (an OpenAI-compatible /v1/completions route) or "
             "text_generation (TGI): LCE solutions are written by continuing a raw prompt block by block"
         )
-    return InstructConfigs(instruct, inference, llm, str(recipe_path or "command line"))
+    return InstructConfigs(instruct, inference, llm, decontam, str(recipe_path or "command line"))
 
 
 # --- seed problems -------------------------------------------------------------------------------------------------
@@ -252,20 +255,27 @@ async def _write_problems(client: LLMClient, prompts: Sequence[tuple[str, str]],
 
 
 def run_interpolation(
-    problems: Sequence[SeedProblem], client: LLMClient, config: InstructConfig, path: Path
+    problems: Sequence[SeedProblem], client: LLMClient, configs: InstructConfigs, path: Path
 ) -> tuple[list[dict[str, str]], StageStats]:
     """New problems between an easier and a harder seed; kept when well formed, new and uncontaminated."""
     from mathcode_pile.decontamination.normalize import normalize_text
     from mathcode_pile.decontamination.run import build_index
 
-    started = time.perf_counter()
+    config, decontam, started = configs.instruct, configs.decontam, time.perf_counter()
     easier = [p for p in problems if not p.hard]
     harder = [p for p in problems if p.hard]
     pairs = interpolation_pairs(easier, harder, config.interpolation_problems, config.seed)
     ledger = Ledger(path)
     prompts = [(f"{e.id}|{h.id}", interpolation_prompt(e.question, h.question)) for e, h in pairs]
     asyncio.run(_write_problems(client, prompts, config.interpolation_max_new_tokens, ledger))
-    index = build_index(config.decontam_benchmarks, config.decontam_ngram_size) if pairs else None
+    index = None
+    if pairs:
+        index = build_index(
+            decontam.references(),
+            decontam.decontam_ngram_size,
+            decontam.decontam_min_item_tokens,
+            decontam.decontam_include_solutions,
+        )
     seen = {normalize_text(p.question) for p in problems}
     kept: list[dict[str, str]] = []
     dropped: Counter[str] = Counter()
@@ -400,7 +410,7 @@ def build_instruct(configs: InstructConfigs, progress: Callable[[str], None] = l
         rows, teacher_stats = run_teacher(problems, teacher, sessions, configs, work_dir / "01_teacher.jsonl")
         progress(f"teacher: {teacher_stats.rows_kept} of {teacher_stats.rows_in} seed problem(s) solved correctly")
         new_problems, interpolation_stats = run_interpolation(
-            problems, teacher, config, work_dir / "02_problems.jsonl"
+            problems, teacher, configs, work_dir / "02_problems.jsonl"
         )
         progress(f"interpolation: {interpolation_stats.rows_kept} new problem(s) kept")
         distill_config = distill_client_config(configs, teacher)
@@ -478,7 +488,7 @@ def how_it_was_made(
         "`evaluation/grading.py`).\n"
         f"- **Problem interpolation**: {interpolation.rows_kept:,} of {interpolation.rows_in:,} new problems kept "
         f"(written between an easier and a harder seed problem; duplicates and problems sharing a "
-        f"{config.decontam_ngram_size}-gram with a benchmark test item removed).\n"
+        f"{configs.decontam.decontam_ngram_size}-gram with a benchmark test item removed).\n"
         f"- **Self-distillation**: {distill.rows_kept:,} of {distill.rows_in:,} new problems kept, each solved "
         f"{config.distill_samples} times at temperature {config.distill_temperature} and kept only when every "
         "sample reached the same answer.\n\n"

@@ -9,12 +9,6 @@ from typing import Any
 from mathcode_pile.config import RecipeError, ValidatedConfig
 
 
-def _default_benchmarks() -> list[str]:
-    from mathcode_pile.decontamination.cli import default_benchmarks
-
-    return default_benchmarks()
-
-
 @dataclass
 class InstructConfig(ValidatedConfig):
     """What to build from which seed problems, and how each of the three steps runs."""
@@ -68,11 +62,6 @@ class InstructConfig(ValidatedConfig):
     distill_llm_model: str | None = field(
         default=None, metadata={"help": "Model name of that server (request cache key); default: the teacher's."}
     )
-    decontam_benchmarks: list[str] = field(
-        default_factory=_default_benchmarks,
-        metadata={"help": "Test sets new problems must not overlap (paths or Hub ids); default: the shared ones."},
-    )
-    decontam_ngram_size: int = field(default=13, metadata={"help": "n of the n-gram overlap check."})
     sandbox_workers: int = field(default=2, metadata={"help": "Sandbox processes hosting the Python sessions."})
     parquet_rows_per_shard: int = field(default=100_000, metadata={"help": "Rows per output Parquet file."})
     token_count_tokenizer: str = field(
