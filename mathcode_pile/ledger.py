@@ -44,10 +44,11 @@ class Ledger:
     def __getitem__(self, key: str) -> dict[str, Any]:
         return self.rows[key]
 
-    def add(self, key: str, row: dict[str, Any]) -> None:
-        """Record a finished item (``retry=True`` keeps it out of the next run's finished set)."""
+    def add(self, key: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Record a finished item (``retry=True`` keeps it out of the next run's finished set); returns the record."""
         row = {"key": key, **row}
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         if not row.get("retry"):
             self.rows[key] = row
+        return row

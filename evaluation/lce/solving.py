@@ -47,8 +47,7 @@ async def solve_into_ledger(
         async with semaphore:
             solution = await engine.solve(question)
         row = {**facts, "prediction": prediction_text(solution), **solution.to_dict()}
-        ledger.add(key, {**row, "retry": solution.finish_reason == "error"})
-        results[key] = ledger.rows.get(key) or {"key": key, **row}
+        results[key] = ledger.add(key, {**row, "retry": solution.finish_reason == "error"})
 
     await asyncio.gather(*(solve_one(*item) for item in todo))
     return results
