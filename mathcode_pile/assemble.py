@@ -9,6 +9,7 @@ composition by component and document lengths per component. Stages add their ow
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -71,8 +72,10 @@ def embedded_tokenizer_dir() -> Path:
     return target
 
 
+@functools.lru_cache(maxsize=4)
 def load_tokenizer(name: str) -> Any:
-    """``embedded`` (offline default), a local folder or a Hub id."""
+    """``embedded`` (offline default), a local folder or a Hub id; loaded once per process (a build checks it can be
+    loaded before its first stage and counts with it at the end)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(embedded_tokenizer_dir() if name == DEFAULT_TOKENIZER else name)
