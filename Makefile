@@ -18,8 +18,8 @@ BASE_URL ?=
 EVAL_RECIPE ?= recipes/eval/$(if $(filter smollm2 tiny,$(MODEL)),mathcoder2_smoke,mathcoder2).yaml
 EVAL_MODEL_tiny := outputs/models/tiny
 EVAL_MODEL = $(or $(EVAL_MODEL_$(MODEL)),$(MODEL))
-# local test sets when present (offline); EVAL_DATA= (empty) reads the Hub datasets instead
-EVAL_DATA ?= $(wildcard $(or $(MATHCODE_SHARED),../shared)/benchmarks)
+# test sets: empty = the ones bundled with the project (offline); EVAL_DATA=hub reads the Hub datasets, or a folder
+EVAL_DATA ?=
 EVAL_ARGS ?=
 PYTEST_ARGS ?=
 # make train: MODEL short name -> continued-pretraining recipe; extra recipe overrides go in TRAIN_ARGS

@@ -22,7 +22,8 @@ from pathlib import Path
 from mathcode_pile.classifier.data import read_labeled, sample_training_sources
 from mathcode_pile.decontamination import normalize_tokens
 from mathcode_pile.decontamination.run import build_index, decontaminate_file
-from mathcode_pile.paths import benchmarks_dir
+from mathcode_pile.jsonl import read_jsonl
+from mathcode_pile.paths import benchmark_file, benchmarks_dir
 
 
 def write_documents(path: Path, megabytes: float) -> tuple[list[str], int]:
@@ -31,10 +32,7 @@ def write_documents(path: Path, megabytes: float) -> tuple[list[str], int]:
     positives, _ = sample_training_sources()
     clean = [spec for spec in positives if spec["name"] in ("aqua_rat", "theoremqa")]
     paragraphs = [example.text for example in read_labeled(clean, [])[0]]
-    questions = [
-        json.loads(line)["question"]
-        for line in (benchmarks_dir() / "gsm8k_test.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
+    questions = [row["question"] for row in read_jsonl(benchmark_file(benchmarks_dir(), "gsm8k_test"))]
     rng = random.Random(0)
     texts: list[str] = []
     size = 0

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from pathlib import Path
 
 from evaluation.lce.backends import TransformersBackend
+from mathcode_pile.jsonl import read_jsonl
 from mathcode_pile.lce.format import build_conversation, render_prompt
-from mathcode_pile.paths import benchmarks_dir
+from mathcode_pile.paths import benchmark_file, benchmarks_dir
 
 
 def prompts(count: int) -> list[str]:
-    lines = (benchmarks_dir() / "gsm8k_test.jsonl").read_text(encoding="utf-8").splitlines()[:count]
-    return [render_prompt(build_conversation(json.loads(line)["question"])) for line in lines]
+    rows = read_jsonl(benchmark_file(benchmarks_dir(), "gsm8k_test"))[:count]
+    return [render_prompt(build_conversation(row["question"])) for row in rows]
 
 
 async def solve_blocks(backend: TransformersBackend, texts: list[str], tokens: int) -> None:

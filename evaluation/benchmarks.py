@@ -1,4 +1,8 @@
-"""The five MathCoder2 test sets, read from the Hub or from local JSON Lines files and normalized to one schema.
+"""The five MathCoder2 test sets, read from the bundled copies, a folder of JSON Lines files or the Hub, normalized.
+
+By default the test sets shipped in the package (:data:`mathcode_pile.paths.BENCHMARKS_DIR`) are read, so evaluation
+runs offline on a fresh clone; ``data_dir`` names another folder of ``<name>_test.jsonl[.gz]`` files, and the value
+``hub`` (:data:`HUB`) reads the Hub datasets instead.
 
 Both sources give the same fields per benchmark (GSM8K: ``question, answer, solution``; MATH: ``problem, solution,
 answer, subject``; OCW: ``problem, solution, answer``; SAT: ``question, options, answer``; MMLU-Math: ``question,
@@ -15,6 +19,7 @@ from typing import Any
 
 from evaluation.answers import find_last_boxed
 from mathcode_pile import jsonl
+from mathcode_pile.paths import benchmark_file, benchmarks_dir
 
 #: The MMLU subjects MathCoder2 averages as MMLU-Math (378 + 270 + 216 + 100 = 964 test questions).
 MMLU_MATH_SUBJECTS = (
@@ -34,7 +39,9 @@ MATH_SUBJECTS = (
     "precalculus",
 )
 CHOICE_LABELS = ("A", "B", "C", "D")
-#: Where a SAT row keeps its choices: ``options`` in the shared file, ``Possible Answers`` (one "A) ... B) ..." line)
+#: The ``data_dir`` value that reads the Hub datasets instead of local files.
+HUB = "hub"
+#: Where a SAT row keeps its choices: ``options`` in the bundled file, ``Possible Answers`` (one "A) ... B) ..." line)
 #: in the Hub's mcaleste/sat_multiple_choice_math_may_23, next to ``Question`` and ``Answer``.
 _SAT_OPTION_FIELDS = ("options", "Possible Answers", "Answer Choices", "answer_choices", "choices")
 
@@ -45,27 +52,27 @@ class BenchmarkDataError(ValueError):
 
 @dataclass(frozen=True)
 class BenchmarkSource:
-    """Where one benchmark's test set lives: a file under ``data_dir`` or Hub dataset configs."""
+    """Where one benchmark's test set lives: a file under ``data_dir`` (its name without suffix) or Hub configs."""
 
-    local_file: str
+    local_stem: str
     hub_path: str
     hub_configs: tuple[str | None, ...]
     hub_split: str
 
 
 SOURCES = {
-    "gsm8k": BenchmarkSource("gsm8k_test.jsonl", "openai/gsm8k", ("main",), "test"),
+    "gsm8k": BenchmarkSource("gsm8k_test", "openai/gsm8k", ("main",), "test"),
     "math": BenchmarkSource(
-        "math_test.jsonl",
+        "math_test",
         "EleutherAI/hendrycks_math",
         MATH_SUBJECTS,
         "test",
     ),
     # the 32 multiple-choice questions of the May 2023 SAT used by Llemma and DeepSeekMath
-    "sat_math": BenchmarkSource("sat_math_test.jsonl", "mcaleste/sat_multiple_choice_math_may_23", (None,), "train"),
+    "sat_math": BenchmarkSource("sat_math_test", "mcaleste/sat_multiple_choice_math_may_23", (None,), "train"),
     # the 272 OCW Courses problems of the Minerva paper, as published with Llemma
-    "ocw": BenchmarkSource("ocw_courses_test.jsonl", "zhangirazerbayev/ocwcourses", (None,), "test"),
-    "mmlu_math": BenchmarkSource("mmlu_stem_test.jsonl", "cais/mmlu", MMLU_MATH_SUBJECTS, "test"),
+    "ocw": BenchmarkSource("ocw_courses_test", "zhangirazerbayev/ocwcourses", (None,), "test"),
+    "mmlu_math": BenchmarkSource("mmlu_stem_test", "cais/mmlu", MMLU_MATH_SUBJECTS, "test"),
 }
 
 
@@ -99,15 +106,18 @@ def _field(row: Mapping[str, Any], names: tuple[str, ...], where: str) -> Any:
 def load_benchmark(
     name: str, normalize: Callable[[dict[str, Any], str], dict[str, Any] | None], data_dir: str | None
 ) -> Any:
-    """A ``DatasetDict`` with one ``test`` split of normalized rows, from ``data_dir`` or the Hub."""
+    """A ``DatasetDict`` with one ``test`` split of normalized rows: bundled sets (``data_dir`` None), a folder, or
+    the Hub (``data_dir="hub"``)."""
     import datasets
 
     source = SOURCES[name]
-    if data_dir:
-        path = Path(data_dir) / source.local_file
-        labelled = ((f"{path}: row {index}", row) for index, row in enumerate(read_jsonl(path)))
-    else:
+    if data_dir == HUB:
         labelled = ((f"{hub}: row {index}", row) for index, (hub, row) in enumerate(_read_hub(source)))
+    else:
+        path = benchmark_file(Path(data_dir) if data_dir else benchmarks_dir(), source.local_stem)
+        if not path.is_file():
+            raise BenchmarkDataError(f"benchmark '{name}': {path}(.gz) not found (data_dir={data_dir!r})")
+        labelled = ((f"{path}: row {index}", row) for index, row in enumerate(read_jsonl(path)))
     rows = [normalized for where, row in labelled if (normalized := normalize(row, where)) is not None]
     if not rows:
         raise BenchmarkDataError(f"benchmark '{name}' has no rows (data_dir={data_dir!r})")

@@ -1,7 +1,7 @@
 """``mathcode-eval``: grade prediction files and run the MathCoder2 benchmark suite.
 
     mathcode-eval grade --input predictions.jsonl --output graded.jsonl [--dataset math] [--num-proc 4]
-    mathcode-eval run --model smollm2 --limit 20 --data_dir ../shared/benchmarks
+    mathcode-eval run --model smollm2 --limit 20
 
 ``grade`` reads rows with ``prediction`` (a final answer or a whole solution) and ``answer`` (gold), optionally
 ``dataset``, from JSON Lines, a JSON list or Parquet, and writes them back with ``extracted``, ``correct`` and

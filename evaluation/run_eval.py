@@ -3,7 +3,7 @@
 Examples::
 
     python -m evaluation.run_eval --config recipes/eval/mathcoder2.yaml --model meta-llama/Meta-Llama-3-8B
-    python -m evaluation.run_eval --model smollm2 --limit 20 --data_dir ../shared/benchmarks
+    python -m evaluation.run_eval --model smollm2 --limit 20
     python -m evaluation.run_eval --model my-model --backend local-completions --base_url http://127.0.0.1:8000
 
 Backends: ``hf`` (transformers, CPU or GPU), ``vllm`` (GPU, needs ``pip install vllm``) and ``local-completions``
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from evaluation.benchmarks import HUB
 from evaluation.grading import grade
 from evaluation.paper_results import PaperFamily, find_paper_family, paper_family_by_name
 from evaluation.results_table import render_results_table, save_scores, scores_from_lm_eval
@@ -66,7 +67,10 @@ class EvalSuiteConfig(ValidatedConfig):
     limit: int | None = field(default=None, metadata={"help": "Score only the first N problems of each task."})
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "Folder holding the local *_test.jsonl sets (../shared/benchmarks); default: the Hub."},
+        metadata={
+            "help": "Folder of <name>_test.jsonl[.gz] test sets; default: the sets bundled with the project; "
+            "'hub' reads the Hub datasets."
+        },
     )
     output_dir: str | None = field(default=None, metadata={"help": "Default: outputs/eval/<model name>."})
     batch_size: int = field(default=8, metadata={"help": "Generation batch size of hf and vllm."})
@@ -111,7 +115,7 @@ class EvalSuiteConfig(ValidatedConfig):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RecipeError(f"{name} must be >= 1 when given, got {value}")
-        if self.data_dir is not None:
+        if self.data_dir is not None and self.data_dir != HUB:
             self.data_dir = str(_find_data_dir(self.data_dir))
         if self.paper_model is not None:
             try:
@@ -197,11 +201,11 @@ def run_lm_eval(config: EvalSuiteConfig, model_ref: str) -> dict[str, Any]:
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
-    metadata = {"data_dir": config.data_dir} if config.data_dir else {}
+    metadata = {"data_dir": config.data_dir} if config.data_dir else {}  # no data_dir: the bundled sets
     task_manager = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=metadata)
     backend, model_args = build_model_args(config, model_ref)
     logger.info("lm-eval: backend=%s tasks=%s limit=%s data=%s", backend, config.tasks, config.limit,
-                config.data_dir or "Hub")  # fmt: skip
+                config.data_dir or "bundled test sets")  # fmt: skip
     results = simple_evaluate(
         model=backend,
         model_args=model_args,

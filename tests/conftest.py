@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mathcode_pile.paths import REPO_ROOT, SAMPLES_DIR, shared_dir
+from mathcode_pile.paths import BENCHMARKS_DIR, REPO_ROOT, SAMPLES_DIR
 
 # Nothing in the test suite may reach the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,10 +29,8 @@ def samples_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
-    path = shared_dir() / "benchmarks"
-    if not path.is_dir():
-        pytest.fail(f"benchmark sets missing at {path}; set MATHCODE_SHARED")
-    return path
+    """The benchmark test sets bundled with the project (``<name>_test.jsonl.gz``)."""
+    return BENCHMARKS_DIR
 
 
 @pytest.fixture(scope="session")

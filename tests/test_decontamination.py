@@ -15,7 +15,8 @@ from mathcode_pile.cli import main
 from mathcode_pile.decontamination import NgramIndex, TestItem, load_test_items, normalize_tokens
 from mathcode_pile.decontamination.benchmarks import BenchmarkError, looks_like_hub_id
 from mathcode_pile.decontamination.run import DecontaminationInputError, build_index, decontaminate_file
-from mathcode_pile.paths import SAMPLES_DIR
+from mathcode_pile.jsonl import read_jsonl
+from mathcode_pile.paths import SAMPLES_DIR, benchmark_file
 from mathcode_pile.sources import document_metadata
 from mathcode_pile.stages.base import DROP_COLUMN, StageContext
 from mathcode_pile.stages.decontaminate import DecontaminateConfig, DecontaminateStage
@@ -111,7 +112,7 @@ def test_short_items_match_by_containment_and_too_short_items_are_counted() -> N
 
 
 def test_cli_writes_kept_rows_and_a_report_naming_each_test_item(tmp_path: Path, benchmarks_dir: Path, capsys) -> None:
-    gsm8k = json.loads((benchmarks_dir / "gsm8k_test.jsonl").read_text(encoding="utf-8").splitlines()[5])
+    gsm8k = read_jsonl(benchmark_file(benchmarks_dir, "gsm8k_test"))[5]
     clean = clean_math_documents()[:20]
     docs = [{"id": f"doc-{i}", "text": text, "url": f"https://example.org/{i}"} for i, text in enumerate(clean)]
     docs[7]["text"] += "\n\nSimilar problem: " + gsm8k["question"].upper()
@@ -119,7 +120,7 @@ def test_cli_writes_kept_rows_and_a_report_naming_each_test_item(tmp_path: Path,
     source.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
 
     output = tmp_path / "clean.jsonl"
-    gsm8k_file = benchmarks_dir / "gsm8k_test.jsonl"
+    gsm8k_file = benchmark_file(benchmarks_dir, "gsm8k_test")
     arguments = ["--input", str(source), "--output", str(output), "--benchmark", str(gsm8k_file)]
     code = main(["decontaminate", *arguments, "--benchmark", str(benchmarks_dir)])
     assert code == 0
@@ -137,7 +138,7 @@ def test_cli_writes_kept_rows_and_a_report_naming_each_test_item(tmp_path: Path,
     from datasets import Dataset
 
     Dataset.from_list(docs).to_parquet(str(tmp_path / "docs.parquet"))
-    index = build_index([str(benchmarks_dir / "gsm8k_test.jsonl")])
+    index = build_index([str(benchmark_file(benchmarks_dir, "gsm8k_test"))])
     result = decontaminate_file(tmp_path / "docs.parquet", tmp_path / "clean.parquet", index, num_proc=2)
     assert len(result.removed) == 1
     assert pq.read_table(tmp_path / "clean.parquet").column("id").to_pylist() == [d["id"] for d in kept]
@@ -148,7 +149,7 @@ def test_unreadable_input_and_unknown_benchmarks_are_clear_errors(
 ) -> None:
     source = tmp_path / "docs.jsonl"
     source.write_text('{"id": 1, "text": "fine"}\n{"id": 2, "text": oops}\n', encoding="utf-8")
-    index = build_index([str(benchmarks_dir / "sat_math_test.jsonl")])
+    index = build_index([str(benchmark_file(benchmarks_dir, "sat_math_test"))])
     with pytest.raises(DecontaminationInputError, match=r"docs.jsonl:2: malformed JSON"):
         decontaminate_file(source, tmp_path / "out.jsonl", index)
     source.write_text('{"id": 1, "body": "no text field"}\n', encoding="utf-8")
@@ -165,9 +166,9 @@ def test_unreadable_input_and_unknown_benchmarks_are_clear_errors(
 
 
 def test_stage_drops_with_the_benchmark_as_reason_and_records_the_match(tmp_path: Path, benchmarks_dir: Path) -> None:
-    svamp = json.loads((benchmarks_dir / "svamp_test.jsonl").read_text(encoding="utf-8").splitlines()[3])
+    svamp = read_jsonl(benchmark_file(benchmarks_dir, "svamp_test"))[3]
     stage = DecontaminateStage(
-        DecontaminateConfig(decontam_benchmarks=[str(benchmarks_dir / "svamp_test.jsonl")]),
+        DecontaminateConfig(decontam_benchmarks=[str(benchmark_file(benchmarks_dir, "svamp_test"))]),
         StageContext(work_dir=tmp_path),
     )
     batch = {
@@ -191,7 +192,7 @@ def test_a_late_removal_in_a_large_shard_is_written(tmp_path: Path, benchmarks_d
 
     from mathcode_pile.runner import run_stage
 
-    svamp = json.loads((benchmarks_dir / "svamp_test.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    svamp = read_jsonl(benchmark_file(benchmarks_dir, "svamp_test"))[0]
     texts = [f"Clean page {i}: {i} + {i} = {2 * i}." for i in range(900)] + [f"Copied: {svamp['question']}"]
     dataset = Dataset.from_dict(
         {
@@ -201,7 +202,7 @@ def test_a_late_removal_in_a_large_shard_is_written(tmp_path: Path, benchmarks_d
             "metadata": ["{}"] * len(texts),
         }
     )
-    config = DecontaminateConfig(decontam_benchmarks=[str(benchmarks_dir / "svamp_test.jsonl")])
+    config = DecontaminateConfig(decontam_benchmarks=[str(benchmark_file(benchmarks_dir, "svamp_test"))])
     stage = DecontaminateStage(config, StageContext(work_dir=tmp_path))
     result = run_stage(stage, dataset, "fp", tmp_path / "stage", shard_rows=1000)
     assert result.stats.dropped == {"contaminated_svamp": 1} and len(result.dataset) == 900

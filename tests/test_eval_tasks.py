@@ -23,6 +23,7 @@ from evaluation.grading import grade
 from evaluation.run_eval import TASKS_DIR
 from evaluation.tasks import utils
 from evaluation.tasks.exemplars import GSM8K_EXEMPLARS, MATH_EXEMPLARS, OCW_EXEMPLARS, SAT_EXEMPLARS
+from mathcode_pile.paths import benchmark_file
 
 EXPECTED_SIZES = {
     "mathcoder2_gsm8k": 1319,
@@ -97,26 +98,26 @@ def _normalized(text: str) -> str:
 @pytest.mark.parametrize(
     ("exemplars", "file_name", "field"),
     [
-        (GSM8K_EXEMPLARS, "gsm8k_test.jsonl", "question"),
-        (MATH_EXEMPLARS, "math_test.jsonl", "problem"),
-        (OCW_EXEMPLARS, "ocw_courses_test.jsonl", "problem"),
-        (SAT_EXEMPLARS, "sat_math_test.jsonl", "question"),
+        (GSM8K_EXEMPLARS, "gsm8k_test", "question"),
+        (MATH_EXEMPLARS, "math_test", "problem"),
+        (OCW_EXEMPLARS, "ocw_courses_test", "problem"),
+        (SAT_EXEMPLARS, "sat_math_test", "question"),
     ],
 )
 def test_exemplars_are_not_test_items_and_their_answers_grade_correct(
     benchmarks_dir: Path, exemplars: tuple[dict[str, Any], ...], file_name: str, field: str
 ) -> None:
-    test_texts = {_normalized(row[field]) for row in read_jsonl(benchmarks_dir / file_name)}
-    dataset = {"gsm8k_test.jsonl": "gsm8k", "sat_math_test.jsonl": "sat_math"}.get(file_name, "math")
+    test_texts = {_normalized(row[field]) for row in read_jsonl(benchmark_file(benchmarks_dir, file_name))}
+    dataset = {"gsm8k_test": "gsm8k", "sat_math_test": "sat_math"}.get(file_name, "math")
     for shot in exemplars:
         key = "question" if "question" in shot else "problem"
         assert _normalized(shot[key]) not in test_texts
         assert not any(_normalized(shot[key])[:60] in text for text in test_texts)
     fewshot = {
-        "gsm8k_test.jsonl": utils.gsm8k_fewshot,
-        "math_test.jsonl": utils.math_fewshot,
-        "ocw_courses_test.jsonl": utils.ocw_fewshot,
-        "sat_math_test.jsonl": utils.sat_fewshot,
+        "gsm8k_test": utils.gsm8k_fewshot,
+        "math_test": utils.math_fewshot,
+        "ocw_courses_test": utils.ocw_fewshot,
+        "sat_math_test": utils.sat_fewshot,
     }[file_name]()
     for doc in fewshot:
         assert grade(doc["target"], doc["answer"], dataset).correct, doc["target"]

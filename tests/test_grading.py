@@ -16,6 +16,7 @@ from evaluation.answers import clean_answer, find_last_boxed, parse_number, spli
 from evaluation.benchmarks import read_jsonl
 from evaluation.cli import main as eval_cli
 from evaluation.grading import GradeResult, GradingInputError, extract_answer, grade, grade_rows, summarize_grades
+from mathcode_pile.paths import benchmark_file
 
 # ------------------------------------------------------------------------------------------------ extraction
 
@@ -175,9 +176,9 @@ def test_grading_refuses_threads_and_the_grader_never_evaluates_code() -> None:
 # --------------------------------------------------------------------------------- gold checks on real data
 
 GOLD_CHECKS = [
-    ("gsm8k", "gsm8k_test.jsonl", "cot"),
-    ("math", "math_test.jsonl", "solution"),
-    ("ocw", "ocw_courses_test.jsonl", "solution"),
+    ("gsm8k", "gsm8k_test", "cot"),
+    ("math", "math_test", "solution"),
+    ("ocw", "ocw_courses_test", "solution"),
 ]
 
 
@@ -186,7 +187,7 @@ def test_reference_solutions_grade_correct(
     benchmarks_dir: Path, dataset: str, file_name: str, solution_field: str
 ) -> None:
     """Every benchmark's own reference solution, through extraction and grading, scores at least 99%."""
-    rows = read_jsonl(benchmarks_dir / file_name)
+    rows = read_jsonl(benchmark_file(benchmarks_dir, file_name))
     correct = sum(grade(row[solution_field], row["answer"], dataset).correct for row in rows)
     assert correct / len(rows) >= 0.99, f"{dataset}: {correct}/{len(rows)}"
 
@@ -196,7 +197,8 @@ def test_shuffled_gold_answers_score_near_chance(
     benchmarks_dir: Path, dataset: str, file_name: str, solution_field: str
 ) -> None:
     """The same solutions against another problem's answer: only coincidental repeats may count."""
-    rows = read_jsonl(benchmarks_dir / file_name)[:150]  # symbolic mismatches cost math-verify ~50 ms each
+    # symbolic mismatches cost math-verify ~50 ms each
+    rows = read_jsonl(benchmark_file(benchmarks_dir, file_name))[:150]
     golds = [row["answer"] for row in rows]
     random.Random(0).shuffle(golds)
     correct = sum(grade(row[solution_field], gold, dataset).correct for row, gold in zip(rows, golds, strict=True))

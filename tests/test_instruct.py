@@ -20,9 +20,11 @@ from mathcode_pile.card import validate_dataset_card
 from mathcode_pile.config import RecipeError
 from mathcode_pile.instruct.build import agreed_answer, build_instruct, parse_instruct_configs
 from mathcode_pile.instruct.interpolation import SeedProblem, interpolation_pairs, parse_new_problem
+from mathcode_pile.jsonl import read_jsonl
 from mathcode_pile.lce.dataset import conversation_from_row
 from mathcode_pile.lce.format import serialize_conversation
 from mathcode_pile.ledger import Ledger
+from mathcode_pile.paths import benchmark_file
 from tests.build_helpers import kill_when, lines_in
 from tests.fault_proxy import FaultProxy
 from tests.scripted_tgi import ScriptedServer, launch
@@ -95,7 +97,7 @@ llm_max_retries: 0
 
 @pytest.fixture
 def scripted(tmp_path: Path, benchmarks_dir: Path) -> Iterator[ScriptedServer]:
-    contaminated = json.loads((benchmarks_dir / "gsm8k_test.jsonl").read_text().splitlines()[0])["question"]
+    contaminated = read_jsonl(benchmark_file(benchmarks_dir, "gsm8k_test"))[0]["question"]
     folder = tmp_path / "server"
     folder.mkdir()
     server = launch(scripts(contaminated), folder)
@@ -156,7 +158,7 @@ def test_teacher_interpolation_and_self_distillation_make_a_loadable_dataset(
 def test_kill_minus_9_mid_build_then_rerun_pays_nothing_twice_and_matches_an_uninterrupted_build(
     benchmarks_dir: Path, tmp_path: Path, repo_root: Path
 ) -> None:
-    contaminated = json.loads((benchmarks_dir / "gsm8k_test.jsonl").read_text().splitlines()[0])["question"]
+    contaminated = read_jsonl(benchmark_file(benchmarks_dir, "gsm8k_test"))[0]["question"]
     (tmp_path / "server").mkdir()
     server = launch(scripts(contaminated), tmp_path / "server", "--delay", "0.2")  # a model takes time
     try:

@@ -1,9 +1,9 @@
 """The five benchmarks of MathCoder's Table 2, read from local JSON-lines files or, when those are absent, the Hub.
 
-Local files (``<shared>/benchmarks/<name>_test.jsonl``, see :func:`mathcode_pile.paths.benchmarks_dir`) are the
-copies every developer and CI run has. Only GSM8K and MATH have a Hub copy identical to the test sets the paper
-used; SVAMP, Mathematics and SimulEq are MathCoder's own samples, so for those a local file is required and its
-absence is an error that says where the file is expected.
+The test sets shipped in the package (``<name>_test.jsonl.gz``, see :data:`mathcode_pile.paths.BENCHMARKS_DIR`)
+are read by default; ``data_dir`` names another folder of ``<name>_test.jsonl[.gz]`` files. Only GSM8K and MATH have
+a Hub copy identical to the test sets the paper used; SVAMP, Mathematics and SimulEq are MathCoder's own samples, so
+for those a local file is required and its absence is an error that says where the file is expected.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from evaluation.benchmarks import MATH_SUBJECTS
+from evaluation.benchmarks import HUB, MATH_SUBJECTS
 from mathcode_pile.jsonl import iter_jsonl
-from mathcode_pile.paths import shared_dir
+from mathcode_pile.paths import benchmark_file, benchmarks_dir
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class HubSource:
 class Benchmark:
     name: str
     title: str
-    local_file: str
+    local_stem: str
     question_field: str
     answer_field: str
     hub: HubSource | None = None
@@ -46,16 +46,16 @@ class Benchmark:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "gsm8k": Benchmark(
-        "gsm8k", "GSM8K", "gsm8k_test.jsonl", "question", "answer",
+        "gsm8k", "GSM8K", "gsm8k_test", "question", "answer",
         HubSource("openai/gsm8k", ("main",), "test", "question", "answer"),
     ),
     "math": Benchmark(
-        "math", "MATH", "math_test.jsonl", "problem", "answer",
+        "math", "MATH", "math_test", "problem", "answer",
         HubSource("EleutherAI/hendrycks_math", MATH_SUBJECTS, "test", "problem", "solution"),
     ),
-    "svamp": Benchmark("svamp", "SVAMP", "svamp_test.jsonl", "question", "answer"),
-    "mathematics": Benchmark("mathematics", "Mathematics", "mathematics_test.jsonl", "question", "answer"),
-    "simuleq": Benchmark("simuleq", "SimulEq", "simuleq_test.jsonl", "question", "answer"),
+    "svamp": Benchmark("svamp", "SVAMP", "svamp_test", "question", "answer"),
+    "mathematics": Benchmark("mathematics", "Mathematics", "mathematics_test", "question", "answer"),
+    "simuleq": Benchmark("simuleq", "SimulEq", "simuleq_test", "question", "answer"),
 }  # fmt: skip
 
 
@@ -107,19 +107,22 @@ def read_hub_benchmark(benchmark: Benchmark, limit: int | None = None) -> list[P
     return problems
 
 
-def load_benchmark(name: str, limit: int | None = None, data_dir: Path | None = None) -> list[Problem]:
-    """The first ``limit`` problems of a benchmark (all when None), local file first."""
+def load_benchmark(name: str, limit: int | None = None, data_dir: Path | str | None = None) -> list[Problem]:
+    """The first ``limit`` problems of a benchmark (all when None): the bundled set, a folder's file, or the Hub
+    (``data_dir="hub"``, only where the Hub holds the paper's test set)."""
     if name not in BENCHMARKS:
         raise BenchmarkError(f"unknown benchmark '{name}'; choose from {sorted(BENCHMARKS)}")
     benchmark = BENCHMARKS[name]
-    folder = data_dir if data_dir is not None else shared_dir() / "benchmarks"
-    path = folder / benchmark.local_file
-    if path.is_file():
+    from_hub = str(data_dir) == HUB
+    folder = Path(data_dir) if data_dir is not None and not from_hub else benchmarks_dir()
+    path = benchmark_file(folder, benchmark.local_stem)
+    if path.is_file() and not from_hub:
         return read_local_benchmark(benchmark, path, limit)
     if benchmark.hub is None:
+        where = "data_dir=hub was asked for" if from_hub else f"{path} not found"
         raise BenchmarkError(
-            f"{benchmark.title}: {path} not found, and it has no Hub copy of the paper's test set; "
-            "set MATHCODE_SHARED to the folder holding benchmarks/, or --data_dir to the folder of the .jsonl files"
+            f"{benchmark.title}: {where}, and it has no Hub copy of the paper's test set; omit --data_dir to read the "
+            "bundled set, or pass the folder that holds <name>_test.jsonl[.gz]"
         )
-    logger.info("%s not found: reading %s from the Hub", path, benchmark.hub.path)
+    logger.info("reading %s from the Hub (%s)", benchmark.hub.path, "asked for" if from_hub else f"{path} not found")
     return read_hub_benchmark(benchmark, limit)

@@ -52,7 +52,8 @@ class LCEEvalConfig(ValidatedConfig):
     limit: int | None = field(default=None, metadata={"help": "First N problems of each benchmark (default: all)."})
     output_dir: str = field(default="outputs/eval_lce", metadata={"help": "Where predictions and results go."})
     data_dir: str | None = field(
-        default=None, metadata={"help": "Folder with the <name>_test.jsonl files (default: <shared>/benchmarks)."}
+        default=None,
+        metadata={"help": "Folder with <name>_test.jsonl[.gz] files (default: the bundled sets); 'hub': the Hub."},
     )
     tokenizer: str | None = field(
         default=None, metadata={"help": "Tokenizer to count prompt tokens for an endpoint (default: none)."}
@@ -159,8 +160,9 @@ def run_evaluation(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, ll
     from mathcode_pile.lce.execution import SandboxSessions
 
     output_dir = Path(eval_config.output_dir)
-    data_dir = Path(eval_config.data_dir) if eval_config.data_dir else None
-    problem_sets = {name: load_benchmark(name, eval_config.limit, data_dir) for name in eval_config.datasets}
+    problem_sets = {
+        name: load_benchmark(name, eval_config.limit, eval_config.data_dir) for name in eval_config.datasets
+    }
     backend = build_backend(eval_config, inference, llm_config)
     results: dict[str, Any] = {
         "model": eval_config.model,

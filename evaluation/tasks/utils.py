@@ -1,8 +1,9 @@
 """Dataset loading, prompts and scoring for the ``mathcoder2`` lm-eval tasks (referenced as ``!function utils.*``).
 
-Each task reads its Hub dataset by default (see :mod:`evaluation.benchmarks`). Passing ``data_dir`` through lm-eval's
-task metadata (``--metadata '{"data_dir": "../shared/benchmarks"}'``, or ``run_eval.py --data_dir``) reads the local
-JSONL test sets instead, so the suite runs offline. Both sources are normalized to the same fields, and a row that
+Each task reads the test set bundled with the project by default (see :mod:`evaluation.benchmarks`), so the suite
+runs offline. Passing ``data_dir`` through lm-eval's task metadata (``--metadata '{"data_dir": "my/folder"}'``, or
+``run_eval.py --data_dir``) reads another folder of ``<name>_test.jsonl[.gz]`` files, and ``data_dir: hub`` the Hub
+datasets. Both sources are normalized to the same fields, and a row that
 lacks a field stops the run with an error naming the source, the row and the field.
 
 Generated answers are graded by :func:`evaluation.grading.grade`, the project's one grader.

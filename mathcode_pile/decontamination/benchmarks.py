@@ -1,10 +1,11 @@
 """Load benchmark test items from local files or the Hub, one :class:`TestItem` per question (and solution).
 
-A benchmark reference is either a path (a ``.jsonl`` / ``.json`` / ``.parquet`` file, or a folder of them: one
-benchmark per file, named after the file without ``_test``) or a Hub dataset id, optionally with a config and split:
-``openai/gsm8k:main`` or ``EleutherAI/hendrycks_math:algebra:test`` (the split defaults to ``test``). The question
-text is read from the first field present among :data:`QUESTION_FIELDS`; a benchmark file whose rows have none of
-them is an error that names the file and row, because silently indexing nothing would let contamination through.
+A benchmark reference is either a path (a ``.jsonl`` / ``.jsonl.gz`` / ``.json`` / ``.parquet`` file, or a folder
+of them: one benchmark per file, named after the file without ``_test``) or a Hub dataset id, optionally with a
+config and split: ``openai/gsm8k:main`` or ``EleutherAI/hendrycks_math:algebra:test`` (the split defaults to
+``test``). The question text is read from the first field present among :data:`QUESTION_FIELDS`; a benchmark file
+whose rows have none of them is an error that names the file and row, because silently indexing nothing would let
+contamination through.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ QUESTION_FIELDS = ("question", "problem", "Question", "Problem", "query", "input
 #: Fields that hold a worked solution (indexed only when solutions are asked for).
 SOLUTION_FIELDS = ("solution", "cot", "rationale", "Rationale", "explanation")
 ID_FIELDS = ("id", "idx", "unique_id", "ID", "question_id")
-BENCHMARK_SUFFIXES = (".jsonl", ".json", ".parquet")
+BENCHMARK_SUFFIXES = (".jsonl.gz", ".jsonl", ".json", ".parquet")
 
 
 class BenchmarkError(ValueError):
@@ -45,10 +46,12 @@ class TestItem:
 
 
 def benchmark_name(path: Path) -> str:
-    """``gsm8k_test.jsonl`` -> ``gsm8k``."""
+    """``gsm8k_test.jsonl`` (or ``gsm8k_test.jsonl.gz``) -> ``gsm8k``."""
     stem = path.name
     for suffix in BENCHMARK_SUFFIXES:
-        stem = stem.removesuffix(suffix)
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
     return stem.removesuffix("_test").removesuffix("-test")
 
 
@@ -131,7 +134,7 @@ def resolve_benchmark_files(reference: str) -> list[Path]:
     """The benchmark files a local reference names (a file, or every benchmark file in a folder)."""
     path = Path(reference)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in BENCHMARK_SUFFIXES)
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(BENCHMARK_SUFFIXES))
         if not files:
             raise BenchmarkError(f"{path}: folder holds no benchmark file ({', '.join(BENCHMARK_SUFFIXES)})")
         return files

@@ -3,9 +3,9 @@
 Example::
 
     mathcode-pile decontaminate --input docs.jsonl --output clean.jsonl \\
-        --benchmark ../shared/benchmarks --benchmark openai/gsm8k:main
+        --benchmark my_tests/ --benchmark openai/gsm8k:main
 
-Without ``--benchmark`` the shared benchmark folder (``mathcode_pile.paths.benchmarks_dir()``) is used.
+Without ``--benchmark`` the bundled benchmark folder (``mathcode_pile.paths.benchmarks_dir()``) is used.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from mathcode_pile.cli import register_subcommand
 
 
 def default_benchmarks() -> list[str]:
-    """The offline default: every test set in the shared benchmark folder."""
+    """The offline default: every test set in the bundled benchmark folder."""
     from mathcode_pile.paths import benchmarks_dir
 
     return [str(benchmarks_dir())]
@@ -33,7 +33,7 @@ def configure_decontaminate(parser: argparse.ArgumentParser) -> Callable[[argpar
         action="append",
         default=None,
         metavar="PATH_OR_HUB_ID",
-        help="benchmark file, folder of files, or Hub id[:config[:split]] (repeatable; default: shared benchmarks)",
+        help="benchmark file, folder of files, or Hub id[:config[:split]] (repeatable; default: bundled test sets)",
     )
     parser.add_argument("--report", default=None, help="JSON report path (default: <output>.report.json)")
     parser.add_argument("--ngram", type=int, default=13, help="n-gram size in normalized tokens (default 13)")

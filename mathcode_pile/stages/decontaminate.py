@@ -1,9 +1,10 @@
 """Stage ``decontaminate``: drop every document that contains a benchmark test item.
 
 The recipe key ``decontam_benchmarks`` takes benchmark files, folders or Hub ids (``openai/gsm8k:main``); left
-empty it means the shared offline test sets (:func:`mathcode_pile.paths.benchmarks_dir`). A dropped row's reason
-names the benchmark (``contaminated_gsm8k``), so the funnel counts removals per benchmark, and its metadata records
-the matching test id and words (kept in the stage's ``*.dropped.parquet`` files for inspection).
+empty it means the offline test sets bundled with the project (:func:`mathcode_pile.paths.benchmarks_dir`). A
+dropped row's reason names the benchmark (``contaminated_gsm8k``), so the funnel counts removals per benchmark, and
+its metadata records the matching test id and words (kept in the stage's ``*.dropped.parquet`` files for
+inspection).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class DecontaminateConfig(ValidatedConfig):
         default_factory=list,
         metadata={
             "help": "Benchmark test sets: files, folders of files or Hub ids (id[:config[:split]]). Empty: the "
-            "shared offline test sets (GSM8K, MATH, SAT, OCW, MMLU-STEM, SVAMP, OlympiadBench, ...)."
+            "offline test sets bundled with the project (GSM8K, MATH, SAT, OCW, MMLU-STEM, SVAMP, OlympiadBench, ...)."
         },
     )
     decontam_ngram_size: int = field(default=13, metadata={"help": "n-gram size in normalized tokens."})
