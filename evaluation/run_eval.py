@@ -31,7 +31,13 @@ from typing import Any, Literal
 from evaluation.benchmarks import HUB
 from evaluation.grading import grade
 from evaluation.paper_results import PaperFamily, find_paper_family, paper_family_by_name
-from evaluation.results_table import render_results_table, save_scores, scores_from_lm_eval
+from evaluation.results_table import (
+    TASK_PREFIX,
+    BenchmarkScore,
+    render_results_table,
+    save_scores,
+    scores_from_lm_eval,
+)
 from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe, split_config_argument
 from mathcode_pile.paths import REPO_ROOT
 
@@ -246,6 +252,23 @@ def sample_records(task: str, samples: Sequence[Mapping[str, Any]]) -> list[dict
     return records
 
 
+def check_samples_cover_scores(results: Mapping[str, Any], scores: Sequence[BenchmarkScore]) -> None:
+    """Every scored task must leave its per-problem samples: a score nobody can inspect is not written.
+
+    A score's count must also match its samples, so a table never shows more problems than ``samples/`` holds.
+    """
+    samples = results.get("samples", {})
+    problems = []
+    for score in scores:
+        task = TASK_PREFIX + score.benchmark
+        if len(samples.get(task) or []) != score.n:
+            problems.append(f"{task}: {score.n} scored, {len(samples.get(task) or [])} sample(s)")
+    if problems:
+        raise RuntimeError(
+            f"lm-eval did not return the per-problem samples of every scored task ({'; '.join(problems)})"
+        )
+
+
 def find_unscorable_tasks(results: Mapping[str, Any]) -> dict[str, str]:
     """Log-likelihood tasks whose every option scored exactly 0: the backend returned no prompt log-probabilities.
 
@@ -275,6 +298,7 @@ def write_outputs(config: EvalSuiteConfig, results: Mapping[str, Any], output_di
     scores = scores_from_lm_eval(results, skip=unscored)
     if not scores and not unscored:
         raise RuntimeError(f"no mathcoder2 task results among {sorted(results.get('results', {}))}")
+    check_samples_cover_scores(results, scores)
     family = _family_for(config)
     table = render_results_table(
         scores, display_name(config.model), family=family, limit=config.limit, unscored=unscored

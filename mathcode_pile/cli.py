@@ -76,8 +76,11 @@ def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.help_keys:
         return _print_recipe_keys(build_config_classes())
-    output = build_pile(parse_build_configs(args.config, _apply_aliases(overrides)))
-    print(f"MathCode-Pile written to {output}  (load it with datasets.load_dataset({str(output)!r}))")
+    from mathcode_pile.build_summary import summarize_build
+
+    configs = parse_build_configs(args.config, _apply_aliases(overrides))
+    output = build_pile(configs)
+    print(summarize_build(output, configs.pipeline.resolved_work_dir, configs.recipe))
     return 0
 
 

@@ -18,7 +18,7 @@ from evaluation.results_table import (
     render_table_from_results,
     wilson_interval,
 )
-from evaluation.run_eval import EvalSuiteConfig, find_unscorable_tasks, parse_eval_args, run_suite
+from evaluation.run_eval import SUITE_TASKS, EvalSuiteConfig, find_unscorable_tasks, parse_eval_args, run_suite
 from mathcode_pile.config import RecipeError
 
 # ---------------------------------------------------------------------------------------------------- recipes
@@ -124,23 +124,25 @@ def test_table_sets_scores_beside_the_paper_and_marks_what_is_missing() -> None:
 
 @pytest.mark.slow
 def test_suite_runs_on_a_tiny_model_and_writes_results(
-    tiny_model_dir: Path, benchmarks_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The whole ``mathcoder2`` group, as ``make eval`` runs it: every scored task leaves its samples file."""
     output = tmp_path / "eval"
     status = eval_cli(
         [
             "run", "--model", str(tiny_model_dir), "--backend", "hf", "--device", "cpu", "--limit", "2",
-            "--tasks", "mathcoder2_gsm8k", "mathcoder2_sat_math", "mathcoder2_mmlu_math",
-            "--data_dir", str(benchmarks_dir), "--max_gen_toks", "8", "--batch_size", "2",
-            "--output_dir", str(output), "--paper_model", "Llama-3-8B",
+            "--max_gen_toks", "8", "--batch_size", "2", "--output_dir", str(output), "--paper_model", "Llama-3-8B",
         ]
     )  # fmt: skip
     assert status == 0
     printed = capsys.readouterr().out
     assert "| GSM8K | 4 | 2 |" in printed and "| MMLU-Math | 0 | 2 |" in printed and "54.8" in printed
     results = json.loads((output / "results.json").read_text(encoding="utf-8"))
-    assert set(results["results"]) == {"mathcoder2_gsm8k", "mathcoder2_sat_math", "mathcoder2_mmlu_math"}
-    assert [score.n for score in load_scores(output / "results.json")] == [2, 2, 2]
+    assert set(SUITE_TASKS) <= set(results["results"])
+    assert [score.n for score in load_scores(output / "results.json")] == [2, 2, 2, 2, 2]
+    for task in SUITE_TASKS:
+        rows = (output / "samples" / f"{task}.jsonl").read_text(encoding="utf-8").splitlines()
+        assert [json.loads(row)["doc_id"] for row in rows] == [0, 1], task
     saved_table = (output / "results.md").read_text(encoding="utf-8")
     assert saved_table.startswith("| Benchmark |")
     assert render_table_from_results(output / "results.json") == saved_table
