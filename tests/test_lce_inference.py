@@ -325,7 +325,7 @@ def test_missing_benchmark_files_name_where_they_were_expected(tmp_path: Path) -
         load_benchmark("svamp", data_dir=tmp_path)
 
 
-def test_shared_benchmarks_load_with_their_own_field_names(benchmarks_dir: Path) -> None:
+def test_bundled_benchmarks_load_with_their_own_field_names(benchmarks_dir: Path) -> None:
     from evaluation.lce.benchmarks import BENCHMARKS, load_benchmark
 
     for name in BENCHMARKS:
