@@ -39,6 +39,7 @@ from evaluation.results_table import (
     scores_from_lm_eval,
 )
 from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe, split_config_argument
+from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
 from mathcode_pile.paths import REPO_ROOT
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ Backend = Literal["hf", "vllm", "local-completions"]
 
 
 @dataclass
-class EvalSuiteConfig(ValidatedConfig):
+class EvalSuiteConfig(ValidatedConfig, OverwriteOption):
     """One evaluation run of the MathCoder2 suite (recipe keys and ``--key value`` overrides)."""
 
     model: str = field(
@@ -326,7 +327,13 @@ def run_suite(config: EvalSuiteConfig) -> tuple[Path, str]:
     model_ref = resolve_model(config.model)
     if config.backend != "local-completions" and _is_offline() and not Path(model_ref).is_dir():
         logger.warning("HF_HUB_OFFLINE is set and '%s' is not a local folder: loading it will likely fail", model_ref)
-    output_dir = Path(config.output_dir) if config.output_dir else default_output_dir(config.model)
+    output_dir = claim_output_dir(
+        config.output_dir if config.output_dir is not None else default_output_dir(config.model),
+        "output_dir",
+        "mathcode-eval run",
+        config.overwrite,
+        "mathcode-eval run",
+    )
     results = run_lm_eval(config, model_ref)
     table = write_outputs(config, results, output_dir)
     logger.info("results written to %s", output_dir)

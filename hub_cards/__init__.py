@@ -4,6 +4,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from mathcode_pile.card_text import markdown_text
+
 TEMPLATES_DIR = Path(__file__).parent
 
 
@@ -17,11 +19,13 @@ def template_path(name: str) -> Path:
 
 def card_environment() -> Environment:
     """The one Jinja environment every card is rendered with: a missing variable is an error, block tags leave no
-    blank lines behind (markdown tables break on them)."""
-    return Environment(
+    blank lines behind (markdown tables break on them), and the ``md`` filter writes a name as literal markdown."""
+    environment = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)),
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["md"] = markdown_text
+    return environment

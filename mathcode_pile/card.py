@@ -6,6 +6,7 @@ needs no loading script (``datasets`` >= 4 refuses scripts anyway).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from hub_cards import card_environment
+from mathcode_pile.card_text import markdown_text, plot_label
 from mathcode_pile.stats import StageStats
 
 
@@ -143,7 +145,7 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         sections=inputs.sections,
         columns=inputs.columns,
         model=inputs.model,
-        description=inputs.prose.description.format(name=inputs.pretty_name),
+        description=inputs.prose.description.format(name=markdown_text(inputs.pretty_name)),
         build_command=inputs.prose.build_command.format(recipe=inputs.recipe),
         citation=inputs.prose.citation,
     )
@@ -153,23 +155,41 @@ class CardValidationError(ValueError):
     pass
 
 
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+
+
+def card_front_matter(text: str) -> dict[str, Any]:
+    """The card's YAML header: from its first line ``---`` to the next line that is exactly ``---`` (a ``---`` inside
+    a value, such as a dataset named ``a --- b``, does not end it)."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        raise CardValidationError("the dataset card does not start with a '---' YAML header closed by a '---' line")
+    try:
+        header = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise CardValidationError(f"the dataset card's YAML header does not parse: {exc}") from exc
+    if not isinstance(header, dict):
+        raise CardValidationError("the dataset card's YAML header is not a mapping")
+    return header
+
+
 def validate_dataset_card(text: str, folder: Path | None = None) -> DatasetCard:
-    """Offline checks of a rendered card: parses with ``huggingface_hub``, has the metadata the Hub needs, and every
-    ``configs`` data file pattern and every image it links match files in ``folder`` (when given)."""
+    """Offline checks of a rendered card: parses with ``huggingface_hub``, its real front matter has the metadata the
+    Hub needs (and says what ``huggingface_hub`` read), and every ``configs`` data file pattern and every image it
+    links match files in ``folder`` (when given)."""
+    header = card_front_matter(text)
     card = DatasetCard(text)
     data: dict[str, Any] = card.data.to_dict()
     for key in ("license", "configs", "pretty_name"):
-        if not data.get(key):
+        if not header.get(key):
             raise CardValidationError(f"dataset card metadata lacks '{key}'")
-    header = text.split("---", 2)[1]
-    yaml.safe_load(header)  # raises on broken YAML
+        if data.get(key) != header[key]:
+            raise CardValidationError(f"dataset card metadata '{key}' is not read back as written")
     if folder is not None:
-        for config in data["configs"]:
+        for config in header["configs"]:
             for data_file in config["data_files"]:
                 if not list(folder.glob(data_file["path"])):
                     raise CardValidationError(f"card config points at '{data_file['path']}' but no file matches")
-        import re
-
         for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", card.text):
             if not (folder / image).is_file():
                 raise CardValidationError(f"card links image '{image}' which is not in {folder}")
@@ -234,7 +254,7 @@ def plot_composition(rows: list[CompositionRow], path: Path) -> None:
     values = [(row.tokens or 0) if use_tokens else row.characters for row in rows]
     total = sum(values) or 1
     figure, axis = plt.subplots(figsize=(6.0, max(1.8, 0.45 * len(rows) + 1.0)), dpi=100)
-    bars = axis.barh([row.source for row in rows], values, color="#3b7dd8")
+    bars = axis.barh([plot_label(row.source) for row in rows], values, color="#3b7dd8")
     for bar, value in zip(bars, values, strict=True):
         axis.annotate(
             f" {100 * value / total:.1f}%", (bar.get_width(), bar.get_y() + bar.get_height() / 2), va="center"
@@ -262,7 +282,7 @@ def plot_length_histogram(lengths_by_source: dict[str, list[int]], path: Path, u
     bins = np.logspace(0, np.log10(max(longest, 2)) + 0.05, 30)
     for source, lengths in sorted(lengths_by_source.items()):
         if lengths:
-            axis.hist(lengths, bins=bins, histtype="step", linewidth=1.5, label=source)
+            axis.hist(lengths, bins=bins, histtype="step", linewidth=1.5, label=plot_label(source))
     axis.set_xscale("log")
     axis.set_xlabel(f"document length ({unit})")
     axis.set_ylabel("documents")

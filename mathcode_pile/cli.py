@@ -71,6 +71,14 @@ def _print_recipe_keys(config_classes: list[type]) -> int:
     return 0
 
 
+def _require_config(args: argparse.Namespace, command: str) -> None:
+    if args.config is None:
+        raise RecipeError(
+            f"{command} needs a recipe: --config RECIPE.yaml (e.g. {RECIPE_COMMANDS[command][1]}); "
+            f"'mathcode-pile {command} --help-keys' lists every key"
+        )
+
+
 def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
     from mathcode_pile.pipeline import build_config_classes, build_pile, parse_build_configs
 
@@ -78,6 +86,7 @@ def _run_build(args: argparse.Namespace, overrides: list[str]) -> int:
         return _print_recipe_keys(build_config_classes())
     from mathcode_pile.build_summary import summarize_build
 
+    _require_config(args, "build")
     configs = parse_build_configs(args.config, _apply_aliases(overrides))
     output = build_pile(configs)
     print(summarize_build(output, configs.pipeline.resolved_work_dir, configs.recipe))
@@ -89,6 +98,7 @@ def _run_instruct(args: argparse.Namespace, overrides: list[str]) -> int:
 
     if args.help_keys:
         return _print_recipe_keys(config_classes())
+    _require_config(args, "instruct")
     output = build_instruct(parse_instruct_configs(args.config, _apply_aliases(overrides)))
     if not (output / "data").is_dir():
         print(f"no row was kept; {output / 'README.md'} lists what each step dropped and why")

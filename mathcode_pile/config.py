@@ -9,6 +9,7 @@ that name the recipe file and the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Sequence
@@ -69,6 +70,13 @@ class ValidatedConfig:
                     f"field '{field.name}' of {type(self).__name__} expects {_describe(annotation)}, "
                     f"got {value!r} ({type(value).__name__})"
                 )
+            bad_number = _first_non_finite(value, field.name)
+            if bad_number is not None:
+                where, number = bad_number
+                raise RecipeError(
+                    f"field '{field.name}' of {type(self).__name__}: {where} must be a finite number, got {number!r}; "
+                    "write a number such as 1.0 (NaN and infinity are not accepted)"
+                )
             if field.metadata.get("path") and value is not None:
                 paths = value if isinstance(value, list) else [value]
                 for path in paths:
@@ -76,8 +84,110 @@ class ValidatedConfig:
                         raise RecipeError(f"field '{field.name}' of {type(self).__name__}: file not found: {path}")
 
 
+def _first_non_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """Where the first NaN or infinite float in ``value`` is (``sources[0].weight``) and what it is, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (where, value)
+    if isinstance(value, list | tuple):
+        items: Any = ((f"{where}[{index}]", item) for index, item in enumerate(value))
+    elif isinstance(value, dict):
+        items = ((f"{where}.{key}", item) for key, item in value.items())
+    else:
+        return None
+    for item_where, item in items:
+        found = _first_non_finite(item, item_where)
+        if found is not None:
+            return found
+    return None
+
+
 def _describe(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+#: Nodes a recipe may expand to once its aliases are followed: far above any real recipe, far below a billion laughs.
+MAX_RECIPE_NODES = 100_000
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (the last one would silently win)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise RecipeError(
+                    f"line {line}: key '{key}' is given twice (first on line {seen[key]}); keep only one of them"
+                )
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, limit: int) -> int:
+    """How many nodes ``node`` stands for once every alias is expanded (stops counting past ``limit``)."""
+    sizes: dict[int, int] = {}
+
+    def size(current: yaml.Node) -> int:
+        if id(current) in sizes:
+            return sizes[id(current)]
+        sizes[id(current)] = limit + 1  # a node that contains itself expands forever
+        total = 1
+        if isinstance(current, yaml.SequenceNode):
+            children: list[yaml.Node] = list(current.value)
+        elif isinstance(current, yaml.MappingNode):
+            children = [part for pair in current.value for part in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        sizes[id(current)] = min(total, limit + 1)
+        return sizes[id(current)]
+
+    return size(node)
+
+
+def load_recipe_yaml(text: str, source: str) -> Any:
+    """Parse recipe text strictly: duplicate keys are errors and aliases may not expand past
+    :data:`MAX_RECIPE_NODES` nodes (a "billion laughs" file fails at once instead of filling memory)."""
+    loader = _RecipeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_RECIPE_NODES) > MAX_RECIPE_NODES:
+            raise RecipeError(
+                f"{source}: its aliases (*name) expand to more than {MAX_RECIPE_NODES:,} values; "
+                "write the repeated parts out or use fewer nested aliases"
+            )
+        return loader.construct_document(node)
+    except RecipeError as exc:
+        message = str(exc)
+        raise RecipeError(message if message.startswith(f"{source}:") else f"{source}: {message}") from exc
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{source}: invalid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise RecipeError(f"{source}: nested too deeply to be a recipe") from exc
+    finally:
+        loader.dispose()
+
+
+def read_recipe_text(path: Path) -> str:
+    """The recipe file as text; a file that is not UTF-8 is an error naming the byte and the line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); save the recipe as UTF-8"
+        ) from exc
 
 
 def read_recipe(path: str | Path) -> dict[str, Any]:
@@ -85,10 +195,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: invalid YAML: {exc}") from exc
+    data = load_recipe_yaml(read_recipe_text(path), str(path)) or {}
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a mapping of keys to values, got {type(data).__name__}")
     return data

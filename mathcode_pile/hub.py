@@ -13,12 +13,14 @@ from typing import Literal
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from mathcode_pile.llm.client import is_transient
+from mathcode_pile.output_dirs import MARKER_NAME
 
 logger = logging.getLogger(__name__)
 
 
 def list_upload_files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    """Every file of ``folder`` but the marker that says which command wrote it (a local fact, not the dataset's)."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != MARKER_NAME)
 
 
 def push_folder_to_hub(
@@ -48,7 +50,13 @@ def push_folder_to_hub(
     )
     def _upload() -> None:
         api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type=repo_type, commit_message=commit_message)
+        api.upload_folder(
+            folder_path=str(folder),
+            repo_id=repo_id,
+            repo_type=repo_type,
+            commit_message=commit_message,
+            ignore_patterns=[MARKER_NAME, f"**/{MARKER_NAME}"],
+        )
 
     _upload()
     logger.info(

@@ -18,6 +18,8 @@ from typing import Any
 from mathcode_pile.config import RecipeError, ValidatedConfig, parse_recipe
 from mathcode_pile.llm.cache import RequestCache
 from mathcode_pile.llm.client import LLMClient, LLMConfig
+from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
+from mathcode_pile.recipe_checks import check_build_recipe
 from mathcode_pile.runner import run_stage
 from mathcode_pile.sources import load_sources, parse_sources
 from mathcode_pile.stages.base import Stage, StageContext, get_stage_class, registered_stages
@@ -27,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class PipelineConfig(ValidatedConfig):
+class PipelineConfig(ValidatedConfig, OverwriteOption):
     """What to build and where."""
 
     dataset_name: str = field(default="MathCode-Pile", metadata={"help": "Pretty name in the dataset card."})
@@ -143,10 +145,10 @@ def build_pile(configs: BuildConfigs) -> Path:
     from mathcode_pile.hub import push_folder_to_hub
 
     pipeline = configs.pipeline
+    check_build_recipe(configs)
     token_counter = check_token_count_tokenizer(pipeline.token_count_tokenizer, configs.recipe)
-    work_dir = pipeline.resolved_work_dir
-    output_dir = Path(pipeline.output_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = claim_output_dir(pipeline.output_dir, "output_dir", configs.recipe, pipeline.overwrite, "build")
+    work_dir = claim_output_dir(pipeline.resolved_work_dir, "work_dir", configs.recipe, pipeline.overwrite, "build")
     started = time.perf_counter()
     specs = parse_sources(pipeline.sources, configs.recipe)
     logger.info("loading %d source(s): %s", len(specs), ", ".join(s.name for s in specs))

@@ -18,6 +18,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from hub_cards import card_environment
+from mathcode_pile.card_text import plot_label
 from training.data import SourceReport
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def plot_loss_curve(points: list[tuple[int, float]], path: Path, title: str) -> 
     )
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("training loss")
-    axis.set_title(title)
+    axis.set_title(plot_label(title))  # the title holds the run's name: literal text, never mathtext
     axis.grid(alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,13 +19,14 @@ from typing import Any
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from mathcode_pile.config import RecipeError, ValidatedConfig, read_recipe
+from mathcode_pile.output_dirs import OverwriteOption
 
 #: Packing strategies that keep every token: ``bfd`` truncates documents longer than ``max_length``.
 LOSSLESS_PACKING_STRATEGIES = ("bfd_split", "wrapped")
 
 
 @dataclass
-class CPTScriptArguments(ValidatedConfig, ScriptArguments):
+class CPTScriptArguments(ValidatedConfig, OverwriteOption, ScriptArguments):
     """What to train on and how to publish: TRL's script arguments plus a weighted mixture and card/Hub settings."""
 
     dataset_mixture: list[dict[str, Any]] = field(

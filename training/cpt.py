@@ -28,6 +28,7 @@ from transformers import AutoTokenizer, TrainerCallback
 from trl import ModelConfig
 
 from mathcode_pile.config import RecipeError
+from mathcode_pile.output_dirs import claim_output_dir
 from training.card import (
     LOSS_PLOT,
     ModelCardInputs,
@@ -249,7 +250,9 @@ def run_cpt(
     callbacks: list[TrainerCallback] | None = None,
 ) -> CPTResult:
     """Train, save, write the card and publish; the whole run behind ``python -m training.cpt``."""
-    output_dir = Path(training_args.output_dir)
+    output_dir = claim_output_dir(
+        training_args.output_dir, "output_dir", "training.cpt", script_args.overwrite, "training.cpt"
+    )
     push_to_hub = training_args.push_to_hub
     training_args.push_to_hub = False  # uploading is ours, after the card exists (see training.hub)
     prepared = prepare_run(script_args, training_args, model_args, callbacks)

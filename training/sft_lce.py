@@ -29,6 +29,7 @@ from typing import Any
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from mathcode_pile.config import RecipeError, ValidatedConfig
+from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
 from training.config import parse_trl_recipe
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ FILE_BUILDERS_BY_SUFFIX = {".json": "json", ".jsonl": "json", ".parquet": "parqu
 
 
 @dataclass
-class LCEScriptArguments(ValidatedConfig, ScriptArguments):
+class LCEScriptArguments(ValidatedConfig, OverwriteOption, ScriptArguments):
     """What to train on: a Hub dataset (``MathLLM/MathCodeInstruct``), a dataset folder, or a local JSON-lines file."""
 
     hardware_gpus: int | None = field(
@@ -224,7 +225,9 @@ def train(argv: Sequence[str]) -> tuple[Path, list[tuple[int, float]]]:
     if not training_args.should_log:
         logging.getLogger().setLevel(logging.WARNING)
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False  # we publish after the card exists
-    output_dir = Path(training_args.output_dir)
+    output_dir = claim_output_dir(
+        training_args.output_dir, "output_dir", "training.sft_lce", script_args.overwrite, "training.sft_lce"
+    )
     log_global_batch(script_args, training_args)
     with training_args.main_process_first(desc="loading and tokenizing the LCE data"):
         trainer, counters = build_lce_trainer(script_args, training_args, model_args)

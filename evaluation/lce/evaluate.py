@@ -34,12 +34,13 @@ from evaluation.lce.solving import solve_into_ledger
 from mathcode_pile.config import RecipeError, ValidatedConfig, config_to_dict, parse_recipe, split_config_argument
 from mathcode_pile.ledger import Ledger
 from mathcode_pile.llm.client import LLMConfig
+from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class LCEEvalConfig(ValidatedConfig):
+class LCEEvalConfig(ValidatedConfig, OverwriteOption):
     """What to evaluate and where the results go."""
 
     model: str = field(
@@ -159,7 +160,9 @@ def run_evaluation(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, ll
     from evaluation.grading import grade_rows
     from mathcode_pile.lce.execution import SandboxSessions
 
-    output_dir = Path(eval_config.output_dir)
+    output_dir = claim_output_dir(
+        eval_config.output_dir, "output_dir", "evaluation.lce", eval_config.overwrite, "evaluation.lce"
+    )
     problem_sets = {
         name: load_benchmark(name, eval_config.limit, eval_config.data_dir) for name in eval_config.datasets
     }

@@ -390,18 +390,35 @@ def distill_client_config(configs: InstructConfigs, teacher: LLMClient) -> LLMCo
     return dataclasses.replace(configs.llm, llm_endpoint=config.distill_llm_endpoint, llm_model=model)
 
 
+def check_instruct_recipe(configs: InstructConfigs) -> None:
+    """What only the whole recipe can tell, before the first step: the card's name, the seed sources (templates
+    tried on their first rows) and the output folders."""
+    from mathcode_pile.output_dirs import check_output_dir, check_separate_dirs
+    from mathcode_pile.recipe_checks import check_card_name, check_source_first_rows
+    from mathcode_pile.sources import parse_sources
+
+    config, where = configs.instruct, configs.recipe
+    check_card_name(config.dataset_name, "dataset_name", where)
+    check_output_dir(config.output_dir, "output_dir", where, config.overwrite)
+    check_output_dir(config.resolved_work_dir, "work_dir", where, config.overwrite)
+    check_separate_dirs(config.output_dir, config.resolved_work_dir, where)
+    check_source_first_rows(parse_sources(config.seed_specs(), where), where)
+
+
 def build_instruct(configs: InstructConfigs, progress: Callable[[str], None] = logger.info) -> Path:
     """Run every step of ``configs`` and write the dataset folder; returns it."""
     from mathcode_pile.assemble import assemble_corpus
     from mathcode_pile.hub import push_folder_to_hub
     from mathcode_pile.lce.execution import SandboxSessions
     from mathcode_pile.llm.cache import RequestCache
+    from mathcode_pile.output_dirs import claim_output_dir
     from mathcode_pile.pipeline import check_token_count_tokenizer, open_llm
 
     config, inference = configs.instruct, configs.inference
+    check_instruct_recipe(configs)
     tokenizer = check_token_count_tokenizer(config.token_count_tokenizer, configs.recipe)
-    work_dir = config.resolved_work_dir
-    work_dir.mkdir(parents=True, exist_ok=True)
+    claim_output_dir(config.output_dir, "output_dir", configs.recipe, config.overwrite, "instruct")
+    work_dir = claim_output_dir(config.resolved_work_dir, "work_dir", configs.recipe, config.overwrite, "instruct")
     problems, stats = load_seed_problems(config, configs.recipe, work_dir / "00_seeds")
     progress(f"{len(problems)} seed problem(s) with gold answers")
     sessions = SandboxSessions(config.sandbox_workers, inference.execution_timeout_s, inference.max_output_chars)
@@ -462,13 +479,15 @@ def write_empty_report(output_dir: Path, name: str, stats: list[StageStats]) -> 
     The demo's embedded model is far too small to write LCE solutions, so this is what ``make instruct`` gives
     offline: every step ran, and each drop is counted with its reason.
     """
+    from mathcode_pile.card_text import markdown_text
     from mathcode_pile.stats import save_stats
 
     if (output_dir / "data").exists():
         shutil.rmtree(output_dir / "data")  # rows of an earlier build must not pass for this one's
     output_dir.mkdir(parents=True, exist_ok=True)
     save_stats(stats, output_dir / "stats.json")
-    lines = [f"# {name}", "", "No row was kept, so there is no data to load. Every step ran; what each dropped:", ""]
+    lines = [f"# {markdown_text(name)}", "", "No row was kept, so there is no data to load. Every step ran; what each "
+             "dropped:", ""]  # fmt: skip
     lines += ["| step | in | kept | dropped by reason |", "|---|---:|---:|---|"]
     for step in stats:
         reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(step.dropped.items()))

@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from mathcode_pile.config import RecipeError, ValidatedConfig
+from mathcode_pile.output_dirs import OverwriteOption
 
 
 @dataclass
-class InstructConfig(ValidatedConfig):
+class InstructConfig(ValidatedConfig, OverwriteOption):
     """What to build from which seed problems, and how each of the three steps runs."""
 
     dataset_name: str = field(default="MathCodeInstruct", metadata={"help": "Pretty name in the dataset card."})

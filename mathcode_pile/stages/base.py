@@ -55,6 +55,12 @@ class Stage:
     #: copied through ``Dataset.map`` (a filter that rewrote ``text`` would spend more time copying documents than
     #: judging them, and worker processes could not speed that copy up).
     rewrites_columns: ClassVar[frozenset[str] | None] = None
+    #: What the rows must carry when this stage starts (columns, or facts such as ``verified_computations``), and
+    #: what it adds; the recipe check refuses a stage order in which a need comes before the stage that provides it.
+    needs: ClassVar[frozenset[str]] = frozenset()
+    provides: ClassVar[frozenset[str]] = frozenset()
+    #: Stages that must not run before this one (``dedup`` after ``mixture`` would remove the mixture's copies).
+    not_after: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: Any, context: StageContext) -> None:
         if not isinstance(config, self.config_class):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mathcode_pile.card import CardSection, publish_stage_section
+from mathcode_pile.card_text import markdown_text
 from mathcode_pile.config import RecipeError, ValidatedConfig
 from mathcode_pile.decontamination import cli as _decontaminate_cli  # noqa: F401  (registers the subcommand)
 from mathcode_pile.decontamination.benchmarks import resolve_benchmark_files
@@ -129,6 +130,7 @@ class DecontaminateStage(Stage):
         for name, counts in summary.items():
             removed = stats.dropped.get(DROP_PREFIX + name, 0)
             lines.append(
-                f"| {name} | {counts['items']:,} | {counts['indexed']:,} | {counts['too_short']:,} | {removed:,} |"
+                f"| {markdown_text(name)} | {counts['items']:,} | {counts['indexed']:,} | {counts['too_short']:,} | "
+                f"{removed:,} |"
             )
         return CardSection("Decontamination", "\n".join(lines))

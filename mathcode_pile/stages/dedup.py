@@ -5,7 +5,9 @@ Keep-first needs every earlier document, so this stage is sequential: it runs in
 also survive resumption: after each batch the signatures of the documents it kept are saved under
 ``<work_dir>/dedup_signatures/<stage fingerprint>/``, and a resumed build reloads them before its first batch, so a
 document in a later shard is still compared with the documents of shards finished in an earlier run. A document
-re-processed after an interrupted batch finds its own key in the index and is kept again, never matched with itself.
+re-processed after an interrupted batch finds its own key in the index and is kept again, never matched with itself;
+the same key seen twice in one run (a row repeated in its source) keeps only its first copy. Keys hold source, id and
+a text digest as a JSON list, so no character of a source name or id can make two keys ambiguous.
 At corpus scale the same decision is made by datatrove's MinHash pipeline over shards.
 """
 
@@ -24,7 +26,7 @@ import numpy as np
 
 from mathcode_pile.card import CardSection, publish_stage_section
 from mathcode_pile.config import RecipeError, ValidatedConfig
-from mathcode_pile.dedup.minhash import NearDuplicateIndex
+from mathcode_pile.dedup.minhash import DuplicateOf, NearDuplicateIndex
 from mathcode_pile.sources import document_metadata
 from mathcode_pile.stages.base import DROP_COLUMN, Batch, Stage, StageContext, register_stage
 from mathcode_pile.stages.columns import WHOLE_SHARD_BATCH
@@ -33,7 +35,6 @@ from mathcode_pile.stats import StageStats
 logger = logging.getLogger(__name__)
 
 SIGNATURES_DIR = "dedup_signatures"
-_KEY_SEPARATOR = "\x1f"
 
 
 @dataclass
@@ -54,20 +55,23 @@ class DedupConfig(ValidatedConfig):
 
 
 def _document_key(source: str, doc_id: str, text: str) -> str:
+    """Source, id and a text digest as one JSON string: unambiguous whatever characters the source and id hold."""
     digest = hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
-    return _KEY_SEPARATOR.join((source, doc_id, digest))
+    return json.dumps([source, doc_id, digest], ensure_ascii=False)
 
 
 def _split_key(key: str) -> tuple[str, str]:
-    source, doc_id, _ = key.split(_KEY_SEPARATOR)
+    source, doc_id, _ = json.loads(key)
     return source, doc_id
 
 
 @register_stage
 class DedupStage(Stage):
     name = "dedup"
+    #: after the mixture, dedup would remove the copies a weight above 1 made (and the card would still state it)
+    not_after = frozenset({"mixture"})
     rewrites_columns = frozenset({"metadata"})
-    version = "1"
+    version = "2"  # 2: keys are JSON lists (ids holding the old separator broke resumption)
     config_class = DedupConfig
     batch_size = WHOLE_SHARD_BATCH
 
@@ -75,6 +79,8 @@ class DedupStage(Stage):
         # sequential by design (see module docstring): never split over worker processes
         super().__init__(config, dataclasses.replace(context, num_proc=1))
         self._index: NearDuplicateIndex | None = None
+        #: Keys this process has kept: one seen again is a repeat of a document of this run, not a resumed one.
+        self._kept_this_run: set[str] = set()
         self._fingerprint: str | None = None
         self._counters: Counter[str] = Counter()
         publish_stage_section(self.name, self.card_section)
@@ -129,8 +135,12 @@ class DedupStage(Stage):
         for doc_id, text, source, raw, hashvalues in rows:
             key = _document_key(source, doc_id, text)
             was_indexed = key in index
-            duplicate = index.check_and_add(key, hashvalues)
+            if key in self._kept_this_run:  # the same (source, id, text) twice: the later copy goes
+                duplicate: DuplicateOf | None = DuplicateOf(key, 1.0)
+            else:
+                duplicate = index.check_and_add(key, hashvalues)
             if duplicate is None:
+                self._kept_this_run.add(key)
                 reasons.append(None)
                 metadata_out.append(raw)
                 if not was_indexed:

@@ -54,6 +54,8 @@ def copies_for(doc_id: str, weight: float, seed: int) -> int:
 @register_stage
 class MixtureStage(Stage):
     name = "mixture"
+    #: applied twice, the weights would multiply
+    not_after = frozenset({"mixture"})
     version = "1"
     config_class = MixtureConfig
     batch_size = WHOLE_SHARD_BATCH

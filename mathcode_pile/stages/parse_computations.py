@@ -34,6 +34,8 @@ class ParseComputationsConfig(ValidatedConfig):
 @register_stage
 class ParseComputationsStage(Stage):
     name = "parse_computations"
+    needs = frozenset({"translation_response"})
+    provides = frozenset({"computations"})
     version = "1"
     config_class = ParseComputationsConfig
     batch_size = 256

@@ -44,6 +44,7 @@ class RenderComputationsConfig(ValidatedConfig):
 @register_stage
 class RenderComputationsStage(Stage):
     name = "render_computations"
+    needs = frozenset({"verified_computations"})
     version = "1"
     config_class = RenderComputationsConfig
     batch_size = 256

@@ -71,6 +71,7 @@ class TranslateConfig(ValidatedConfig):
 @register_stage
 class TranslateStage(LLMStage):
     name = "translate"
+    provides = frozenset({"translation_response"})
     version = "3"
     config_class = TranslateConfig
     retry_drop_reasons = frozenset({"llm_error"})

@@ -77,6 +77,8 @@ class VerifyComputationsConfig(ValidatedConfig):
 @register_stage
 class VerifyComputationsStage(Stage):
     name = "verify_computations"
+    needs = frozenset({"computations"})
+    provides = frozenset({"verified_computations"})
     version = "1"
     config_class = VerifyComputationsConfig
     batch_size = 64

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from mathcode_pile.card import CardSection
+from mathcode_pile.card_text import markdown_text, plot_label
 from mathcode_pile.stats import StageStats
 
 FUNNEL_LEVELS = ("documents", "responses", "computations", "ran_ok", "verified")
@@ -77,7 +78,7 @@ class TranslationFunnel:
         for source in self.sources():
             cells = [f"{self.levels[level][source]:,}" for level in levels]
             totals.update({level: self.levels[level][source] for level in levels})
-            rows.append(f"| {source} | " + " | ".join(cells) + " |")
+            rows.append(f"| {markdown_text(source)} | " + " | ".join(cells) + " |")
         if len(self.sources()) > 1:
             rows.append("| **total** | " + " | ".join(f"**{totals[level]:,}**" for level in levels) + " |")
         return "\n".join(rows)
@@ -112,7 +113,7 @@ class TranslationFunnel:
         for index, level in enumerate(levels):
             values = [self.levels[level][source] for source in sources]
             axis.bar(positions + (index - (len(levels) - 1) / 2) * width, values, width, label=LEVEL_TITLES[level])
-        axis.set_xticks(positions, sources)
+        axis.set_xticks(positions, [plot_label(source) for source in sources])
         axis.set_ylabel("count")
         axis.set_title("Translation funnel per source")
         axis.legend(fontsize="small")
