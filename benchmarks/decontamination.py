@@ -69,7 +69,8 @@ def main() -> None:
                 normalize_tokens(text)
             timings["normalize"].append(time.perf_counter() - started)
             for name, num_proc in (("one", 1), ("two", 2)):
-                report = decontaminate_file(source, Path(tmp) / f"clean-{name}.jsonl", index, num_proc=num_proc)
+                target = Path(tmp) / f"clean-{name}.jsonl"
+                report = decontaminate_file(source, target, index, num_proc=num_proc, overwrite=True)
                 timings[name].append(report.seconds)
                 removed = len(report.removed)
     megabytes = size / 1e6

@@ -1,7 +1,8 @@
 """A real HTTP proxy on 127.0.0.1 that injects faults in front of an LLM server.
 
-Each incoming request takes the next fault from a script ("429", "503", "hang", "drop", "pass"); when it runs out,
-requests pass through. ``hang`` holds the connection without answering (the client must time out), ``drop`` closes the
+Each incoming request takes the next fault from a script ("429", "503", "500", "hang", "drop", "pass"); when it runs
+out, requests pass through. ``500`` answers with a long HTML error page, as a gateway in front of a crashed server
+does. ``hang`` holds the connection without answering (the client must time out), ``drop`` closes the
 TCP connection without a response. Counters record what was received and what reached the upstream server.
 """
 
@@ -16,7 +17,13 @@ from collections.abc import Iterable
 import aiohttp
 from aiohttp import web
 
-FAULTS = ("429", "503", "hang", "drop", "pass")
+FAULTS = ("429", "503", "500", "hang", "drop", "pass")
+#: The body of the ``500`` fault: a gateway's error page, far longer than what an error message should quote.
+ERROR_PAGE = (
+    "<html>\n<head><title>500 Internal Server Error</title></head>\n<body>\n<h1>Internal Server Error</h1>\n"
+    + "<p>upstream worker crashed</p>\n" * 400
+    + "</body>\n</html>\n"
+)
 
 
 class FaultProxy:
@@ -57,6 +64,8 @@ class FaultProxy:
             return web.json_response({"error": "rate limited"}, status=429, headers={"Retry-After": "0"})
         if fault == "503":
             return web.json_response({"error": "overloaded"}, status=503)
+        if fault == "500":
+            return web.Response(text=ERROR_PAGE, status=500, content_type="text/html")
         if fault == "hang":
             await asyncio.sleep(self.hang_s)
             return web.json_response({"error": "gateway timeout"}, status=504)

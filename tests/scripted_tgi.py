@@ -1,13 +1,15 @@
-"""A scripted model behind TGI's HTTP API and the OpenAI-compatible ``/v1/completions`` route, run as its own process
-on 127.0.0.1 for inference-loop tests.
+"""A scripted model behind TGI's HTTP API and the OpenAI-compatible ``/v1/completions`` and ``/v1/chat/completions``
+routes, run as its own process on 127.0.0.1 for inference-loop and LLM-client tests.
 
 The scripts file maps each question to the assistant's LCE answer *without* execution blocks (what a trained model
 writes). For each request the server finds the question in the user turn, removes the execution blocks from the
 assistant part of the prompt, checks that what is left is a prefix of that question's script, and answers with the
 next piece up to and including the next stop marker, as TGI does with ``stop`` sequences (``/v1/completions`` leaves
 the marker out, as OpenAI-compatible servers do). A prompt that strays from
-its script gets HTTP 422, so a loop that builds its prompt wrongly fails loudly. Every prompt received is appended to
-a JSON-lines log the test reads.
+its script gets HTTP 422, so a loop that builds its prompt wrongly fails loudly, unless the scripts hold an
+``__any__`` answer, sent whole to every such prompt (what a client test needs: any prompt, a chosen answer). A chat
+request is answered as the raw prompt ``<|user|><|text|>{last user message}<|endofblock|><|assistant|>``. Every
+prompt received is appended to a JSON-lines log the test reads.
 
 Usage: ``python tests/scripted_tgi.py --scripts scripts.json --port-file port.txt --log prompts.jsonl [--strip-stops]``
 """
@@ -36,6 +38,8 @@ STOPS = ("<|endofblock|>", "<|endofmessage|>")
 #: Key of the scripts file holding the answers to problem-writing prompts (those ending in this cue).
 NEW_PROBLEM_CUE = "New problem:"
 INTERPOLATIONS_KEY = "__interpolations__"
+#: Key of the scripts file holding the answer to every prompt that no script matches.
+ANY_KEY = "__any__"
 
 
 def next_piece(scripts: dict[str, Any], prompt: str, stops: list[str], seed: int = 0) -> tuple[str, str] | None:
@@ -81,6 +85,8 @@ def build_app(scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_
             in_flight -= 1
         stops = list(parameters.get("stop") or STOPS)  # type: ignore[call-overload]
         piece = next_piece(scripts, prompt, stops, int(parameters.get("seed") or 0))  # type: ignore[call-overload]
+        if piece is None and ANY_KEY in scripts:
+            piece = scripts[ANY_KEY], "length"
         if piece is None:
             return None
         text, reason = piece
@@ -114,10 +120,26 @@ def build_app(scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_
         usage = {"prompt_tokens": len(body["prompt"]) // 4, "completion_tokens": max(1, len(text) // 4)}
         return web.json_response({"object": "text_completion", "choices": [choice], "usage": usage})
 
-    app = web.Application()
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        question = [m["content"] for m in body["messages"] if m.get("role") == "user"][-1]
+        parameters = {key: value for key, value in body.items() if key != "messages"}
+        result = await answer(f"<|user|><|text|>{question}<|endofblock|><|assistant|>", parameters)
+        if result is None:
+            return off_script()
+        text, _, matched = result
+        text = text[: len(text) - len(matched)]
+        message = {"role": "assistant", "content": text}
+        choice = {"index": 0, "message": message, "finish_reason": "stop" if matched else "length"}
+        usage = {"prompt_tokens": len(question) // 4, "completion_tokens": max(1, len(text) // 4), "total_tokens": 0}
+        return web.json_response({"id": "scripted", "object": "chat.completion", "created": 0, "model": "scripted",
+                                  "choices": [choice], "usage": usage})  # fmt: skip
+
+    app = web.Application(client_max_size=64 * 2**20)
     app.router.add_post("/", generate)
     app.router.add_post("/generate", generate)
     app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat)
     return app
 
 

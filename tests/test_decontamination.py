@@ -14,7 +14,8 @@ import pytest
 from mathcode_pile.cli import main
 from mathcode_pile.decontamination import NgramIndex, TestItem, load_test_items, normalize_tokens
 from mathcode_pile.decontamination.benchmarks import BenchmarkError, looks_like_hub_id
-from mathcode_pile.decontamination.run import DecontaminationInputError, build_index, decontaminate_file
+from mathcode_pile.decontamination.run import build_index, decontaminate_file
+from mathcode_pile.file_commands import FileCommandError
 from mathcode_pile.jsonl import read_jsonl
 from mathcode_pile.paths import SAMPLES_DIR, benchmark_file
 from mathcode_pile.sources import document_metadata
@@ -150,11 +151,16 @@ def test_unreadable_input_and_unknown_benchmarks_are_clear_errors(
     source = tmp_path / "docs.jsonl"
     source.write_text('{"id": 1, "text": "fine"}\n{"id": 2, "text": oops}\n', encoding="utf-8")
     index = build_index([str(benchmark_file(benchmarks_dir, "sat_math_test"))])
-    with pytest.raises(DecontaminationInputError, match=r"docs.jsonl:2: malformed JSON"):
-        decontaminate_file(source, tmp_path / "out.jsonl", index)
+    with pytest.raises(FileCommandError, match=r"docs.jsonl:2: invalid JSON: Expecting value"):
+        decontaminate_file(source, tmp_path / "out.jsonl", index, strict=True)
+    assert not (tmp_path / "out.jsonl").exists()
+    report = decontaminate_file(source, tmp_path / "out.jsonl", index)  # without strict: listed, not written
+    assert report.input_docs == 1 and report.to_dict()["errors"] == [
+        {"where": "line 2", "error": "invalid JSON: Expecting value (column 19)"}
+    ]
     source.write_text('{"id": 1, "body": "no text field"}\n', encoding="utf-8")
-    with pytest.raises(DecontaminationInputError, match=r"docs.jsonl:1: no string field 'text'"):
-        decontaminate_file(source, tmp_path / "out.jsonl", index)
+    with pytest.raises(FileCommandError, match=r"docs.jsonl:1: missing field 'text'"):
+        decontaminate_file(source, tmp_path / "out2.jsonl", index, strict=True)
     assert main(["decontaminate", "--input", str(source), "--output", str(tmp_path / "o.jsonl"),
                  "--benchmark", "no/such-dataset-offline"]) == 2  # fmt: skip
     assert "cannot load benchmark 'no/such-dataset-offline' from the Hub" in capsys.readouterr().err

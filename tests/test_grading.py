@@ -261,14 +261,16 @@ def test_cli_grades_a_jsonl_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "gsm8k: 1/1 correct" in printed and "math: 1/2 correct" in printed
 
 
-def test_cli_reports_bad_input_with_file_row_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_bad_input_with_file_line_and_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = tmp_path / "broken.jsonl"
     source.write_text('{"prediction": "1", "answer": "1"}\n{"answer": "2"}\n', encoding="utf-8")
-    assert eval_cli(["grade", "--input", str(source), "--output", str(tmp_path / "x.jsonl")]) == 2
+    assert eval_cli(["grade", "--input", str(source), "--output", str(tmp_path / "x.jsonl"), "--strict"]) == 2
     error = capsys.readouterr().err
-    assert "broken.jsonl: row 1: field 'prediction' is missing" in error
+    assert "broken.jsonl:2: field 'prediction' is missing" in error
+    assert not (tmp_path / "x.jsonl").exists()
     garbled = tmp_path / "garbled.jsonl"
     garbled.write_text('{"prediction": "1", "answer": "1"}\n{not json\n', encoding="utf-8")
-    assert eval_cli(["grade", "--input", str(garbled), "--output", str(tmp_path / "y.jsonl")]) == 2
-    assert "garbled.jsonl: line 2: invalid JSON" in capsys.readouterr().err
-    assert not (tmp_path / "x.jsonl").exists()
+    assert eval_cli(["grade", "--input", str(garbled), "--output", str(tmp_path / "y.jsonl")]) == 1
+    assert "garbled.jsonl:2: invalid JSON" in capsys.readouterr().err
+    graded = [json.loads(line) for line in (tmp_path / "y.jsonl").read_text().splitlines()]
+    assert graded[0]["correct"] is True and graded[1]["error"].startswith("line 2: invalid JSON")

@@ -94,9 +94,10 @@ def test_persistent_failure_ends_in_clear_error_after_the_retry_cap(embedded_ser
 @pytest.mark.parametrize("mode", ["chat", "completions"])
 def test_client_errors_are_not_retried(embedded_server, tmp_path: Path, mode: str) -> None:
     client = make_client(embedded_server.url + "/no-such-route", tmp_path, llm_max_retries=5, llm_mode=mode)
-    with pytest.raises(LLMRequestError, match="non-retryable"):
+    with pytest.raises(LLMRequestError, match=r"non-retryable error\): HTTP 404") as failed:
         asyncio.run(client.generate(prompt="hello", max_new_tokens=2))
     assert client.counters["requests"] == 1
+    assert failed.value.detail is not None and failed.value.detail.status == 404  # llama.cpp's own answer
 
 
 def test_translate_stage_completes_with_every_row_through_injected_faults(embedded_server, tmp_path: Path) -> None:

@@ -160,9 +160,10 @@ def test_verify_command_writes_rows_back(tmp_path: Path) -> None:
     source.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     target = tmp_path / "checked.parquet"
     completed = run_cli("--input", str(source), "--output", str(target), "--timeout-s", "1.5", "--workers", "2")
-    assert completed.returncode == 0, completed.stderr
+    assert completed.returncode == 1, completed.stderr  # one row could not be checked
     assert "6 row(s), 2 verified" in completed.stdout
-    assert f"{source}: row 4 skipped: missing field 'code'" in completed.stderr
+    assert f"{source}:5: missing field 'code'" in completed.stderr
+    assert f"1 of 6 row(s) had errors (first: {source}:5: missing field 'code')" in completed.stderr
 
     import pyarrow.parquet as pq
 
@@ -174,14 +175,15 @@ def test_verify_command_writes_rows_back(tmp_path: Path) -> None:
         ("error", False),
         ("ok", False),
         ("timeout", False),
-        ("skipped", False),
+        (None, None),  # not run: marked with its error
         ("ok", True),
     ]
     assert written[0]["exec_output"] == "0.75\n" and written[0]["reason"] == "match: numeric"
     assert written[1]["reason"] == "exec_error: ZeroDivisionError: division by zero"
     assert written[2]["reason"] == "empty_output"
     assert written[3]["reason"].startswith("exec_timeout")
-    assert written[4]["reason"] == "invalid_row: missing field 'code'"
+    assert written[4]["error"] == "line 5: missing field 'code'" and written[4]["result"] == "5"
+    assert [row["error"] for row in written[:4]] == [None] * 4
 
 
 def test_verify_command_names_file_and_line_of_bad_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -189,8 +191,8 @@ def test_verify_command_names_file_and_line_of_bad_json(tmp_path: Path, capsys: 
 
     source = tmp_path / "broken.jsonl"
     source.write_text('{"code": "print(1)", "result": "1"}\n{"code": oops}\n', encoding="utf-8")
-    assert main(["verify", "--input", str(source), "--output", str(tmp_path / "out.jsonl")]) == 2
-    assert f"{source}:2: not valid JSON" in capsys.readouterr().err
+    assert main(["verify", "--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--strict"]) == 2
+    assert f"{source}:2: invalid JSON" in capsys.readouterr().err
     assert not (tmp_path / "out.jsonl").exists()
     assert main(["verify", "--input", str(tmp_path / "absent.jsonl"), "--output", str(tmp_path / "out.jsonl")]) == 2
     assert "input file not found" in capsys.readouterr().err

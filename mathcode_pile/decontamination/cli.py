@@ -5,7 +5,8 @@ Example::
     mathcode-pile decontaminate --input docs.jsonl --output clean.jsonl \\
         --benchmark my_tests/ --benchmark openai/gsm8k:main
 
-Without ``--benchmark`` the bundled benchmark folder (``mathcode_pile.paths.benchmarks_dir()``) is used.
+Without ``--benchmark`` the bundled benchmark folder (``mathcode_pile.paths.benchmarks_dir()``) is used. Rows that
+cannot be checked are listed in the report and make the command exit 1 (``--strict``: stop at the first, exit 2).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from mathcode_pile.cli import register_subcommand
+from mathcode_pile.file_commands import EXIT_FAILED, add_file_command_options, positive_int
 
 
 def default_benchmarks() -> list[str]:
@@ -26,8 +29,8 @@ def default_benchmarks() -> list[str]:
 
 @register_subcommand("decontaminate", "remove documents containing benchmark test items (n-gram index) + JSON report")
 def configure_decontaminate(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
-    parser.add_argument("--input", required=True, help="documents: .jsonl or .parquet, one per row")
-    parser.add_argument("--output", required=True, help="kept rows; .jsonl or .parquet (by suffix)")
+    parser.add_argument("--input", required=True, help="documents, one per row: .jsonl, .jsonl.gz, .json or .parquet")
+    parser.add_argument("--output", required=True, help="kept rows: .jsonl, .json or .parquet (by suffix)")
     parser.add_argument(
         "--benchmark",
         action="append",
@@ -36,23 +39,27 @@ def configure_decontaminate(parser: argparse.ArgumentParser) -> Callable[[argpar
         help="benchmark file, folder of files, or Hub id[:config[:split]] (repeatable; default: bundled test sets)",
     )
     parser.add_argument("--report", default=None, help="JSON report path (default: <output>.report.json)")
-    parser.add_argument("--ngram", type=int, default=13, help="n-gram size in normalized tokens (default 13)")
+    parser.add_argument("--ngram", type=positive_int, default=13, help="n-gram size in normalized tokens (default 13)")
     parser.add_argument(
         "--min-item-tokens",
-        type=int,
+        type=positive_int,
         default=8,
         help="test items shorter than this are too generic to match alone (counted in the report; default 8)",
     )
     parser.add_argument("--include-solutions", action="store_true", help="also index the benchmarks' solutions")
     parser.add_argument("--text-field", default="text", help="field holding the document text (default: text)")
     parser.add_argument("--id-field", default="id", help="field naming the document in the report (default: id)")
-    parser.add_argument("--num-proc", type=int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--num-proc", type=positive_int, default=1, help="worker processes (default 1)")
+    add_file_command_options(parser)
 
     def run(args: argparse.Namespace) -> int:
         from mathcode_pile.decontamination.benchmarks import BenchmarkError
-        from mathcode_pile.decontamination.run import DecontaminationInputError, build_index, decontaminate_file
+        from mathcode_pile.decontamination.run import build_index, decontaminate_file, output_paths
+        from mathcode_pile.file_commands import FileCommandError, check_paths
 
         try:
+            # paths first: a refused output must not wait for the index to be built
+            check_paths(Path(args.input), list(output_paths(args.output, args.report)), overwrite=args.overwrite)
             index = build_index(
                 args.benchmark or default_benchmarks(), args.ngram, args.min_item_tokens, args.include_solutions
             )
@@ -64,15 +71,20 @@ def configure_decontaminate(parser: argparse.ArgumentParser) -> Callable[[argpar
                 id_field=args.id_field,
                 report_path=args.report,
                 num_proc=args.num_proc,
+                strict=args.strict,
+                overwrite=args.overwrite,
             )
-        except (BenchmarkError, DecontaminationInputError, FileNotFoundError, ValueError) as exc:
+        except (BenchmarkError, FileCommandError, FileNotFoundError, ValueError) as exc:
             print(f"mathcode-pile decontaminate: error: {exc}", file=sys.stderr)
-            return 2
+            return EXIT_FAILED
         summary = report.to_dict()
         print(
             f"{summary['input_docs']} document(s) in, {summary['removed_docs']} removed "
             f"{report.removed_per_benchmark}, {summary['kept_docs']} written to {args.output}"
         )
-        return 0
+        problems = report.row_errors.summary(summary["input_docs"] + summary["error_rows"])
+        if problems:
+            print(f"{problems}; those rows are not in the output, the report lists them", file=sys.stderr)
+        return report.row_errors.exit_code
 
     return run

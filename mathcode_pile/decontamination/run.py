@@ -1,9 +1,12 @@
 """Decontaminate a file of documents: keep the clean rows, write them out, and report every removal.
 
-This is what ``mathcode-pile decontaminate`` runs. Input is JSON lines or Parquet (one document per row); the output
-format follows the output file's suffix. The JSON report lists, per benchmark, how many documents were removed, and
-for every removed document the test item it contained. Rows that cannot be read (malformed JSON, no text field) stop
-the run with an error naming the file and line: a decontamination step must not guess.
+This is what ``mathcode-pile decontaminate`` runs. Input is JSON lines (``.jsonl``, ``.jsonl.gz``), a JSON list or
+Parquet (one document per row); the output format follows the output file's suffix. The JSON report lists, per
+benchmark, how many documents were removed, and for every removed document the test item it contained.
+
+A row that cannot be checked (not JSON, not an object, no text field, invalid Unicode) is never guessed at and never
+written to the clean output: it is listed under ``errors`` in the report with its line and reason, and the command
+exits 1; ``--strict`` stops at the first one and writes nothing (:mod:`mathcode_pile.file_commands`).
 """
 
 from __future__ import annotations
@@ -20,14 +23,22 @@ from typing import Any
 
 from mathcode_pile.decontamination.benchmarks import load_test_items
 from mathcode_pile.decontamination.index import Match, NgramIndex
+from mathcode_pile.file_commands import (
+    AtomicRowWriter,
+    InputRow,
+    RowErrors,
+    check_paths,
+    chunked,
+    read_rows,
+    write_text_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 512
 
-
-class DecontaminationInputError(ValueError):
-    """An input row that cannot be checked; the message names the file and line (or row)."""
+#: A readable input row and its fields.
+Document = tuple[InputRow, dict[str, Any]]
 
 
 @dataclass
@@ -39,6 +50,8 @@ class DecontaminationReport:
     input_docs: int = 0
     input_bytes: int = 0
     removed: list[dict[str, Any]] = field(default_factory=list)
+    #: rows that could not be checked (not written to the output; listed in the report with line and reason)
+    row_errors: RowErrors = field(default_factory=RowErrors)
     seconds: float = 0.0
 
     @property
@@ -55,10 +68,12 @@ class DecontaminationReport:
             "input_docs": self.input_docs,
             "kept_docs": self.input_docs - len(self.removed),
             "removed_docs": len(self.removed),
+            "error_rows": len(self.row_errors),
             "input_megabytes": round(self.input_bytes / 1e6, 3),
             "seconds": round(self.seconds, 3),
             "benchmarks": benchmarks,
             "removed": self.removed,
+            "errors": self.row_errors.report(),
         }
 
 
@@ -78,46 +93,19 @@ def build_index(
     return index
 
 
-def _read_rows(path: Path, text_field: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    if path.suffix.lower() == ".parquet":
-        import pyarrow.parquet as pq
-
-        row_index = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=CHUNK_ROWS):
-            for record in batch.to_pylist():
-                location = f"{path}: row {row_index}"
-                row_index += 1
-                if not isinstance(record.get(text_field), str):
-                    raise DecontaminationInputError(f"{location}: no string field '{text_field}'")
-                yield location, record
-        return
-    with path.open("rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            location = f"{path}:{line_number}"
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                raise DecontaminationInputError(f"{location}: not valid UTF-8") from exc
-            except json.JSONDecodeError as exc:
-                raise DecontaminationInputError(f"{location}: malformed JSON ({exc.msg})") from exc
-            if not isinstance(record, dict):
-                raise DecontaminationInputError(f"{location}: JSON value is not an object")
-            if not isinstance(record.get(text_field), str):
-                raise DecontaminationInputError(f"{location}: no string field '{text_field}'")
-            yield location, record
-
-
-def _chunks(rows: Iterator[tuple[str, dict[str, Any]]]) -> Iterator[list[tuple[str, dict[str, Any]]]]:
-    chunk: list[tuple[str, dict[str, Any]]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= CHUNK_ROWS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+def _documents(path: Path, input_format: str, text_field: str, errors: RowErrors) -> Iterator[Document]:
+    """The rows of ``path`` that hold a document; each other row becomes a row error (with ``strict``: stops here)."""
+    for row in read_rows(path, input_format):
+        record = row.record or {}
+        problem = row.problem
+        if problem is None and record.get(text_field) is None:
+            problem = f"missing field '{text_field}'"
+        elif problem is None and not isinstance(record[text_field], str):
+            problem = f"field '{text_field}' must be text, got {type(record[text_field]).__name__}"
+        if problem is None:
+            yield row, record
+        else:
+            errors.add(row, problem)
 
 
 _WORKER_INDEX: NgramIndex | None = None
@@ -133,42 +121,10 @@ def _find_all(texts: list[str]) -> list[Match | None]:
     return _WORKER_INDEX.find_batch(texts)
 
 
-class _RowWriter:
-    """Writes kept rows as JSON lines or Parquet (chosen by the output suffix), atomically on close."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(path.name + ".tmp")
-        self.parquet = path.suffix.lower() == ".parquet"
-        self._handle = None if self.parquet else self.tmp.open("w", encoding="utf-8")
-        self._writer: Any = None
-
-    def write(self, records: list[dict[str, Any]]) -> None:
-        if not records:
-            return
-        if not self.parquet:
-            assert self._handle is not None
-            self._handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            return
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.Table.from_pylist(records)
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.tmp, table.schema)
-        self._writer.write_table(table.cast(self._writer.schema))
-
-    def close(self, schema_hint: Any = None) -> None:
-        if self._handle is not None:
-            self._handle.close()
-        elif self._writer is None:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(schema_hint.empty_table() if schema_hint is not None else pa.table({}), self.tmp)
-        else:
-            self._writer.close()
-        self.tmp.replace(self.path)
+def output_paths(output_path: str | Path, report_path: str | Path | None = None) -> tuple[Path, Path]:
+    """The clean-rows file and its report (default ``<output>.report.json``)."""
+    output_path = Path(output_path)
+    return output_path, Path(report_path) if report_path else output_path.with_name(output_path.name + ".report.json")
 
 
 def decontaminate_file(
@@ -180,54 +136,61 @@ def decontaminate_file(
     id_field: str = "id",
     report_path: str | Path | None = None,
     num_proc: int = 1,
+    strict: bool = False,
+    overwrite: bool = False,
 ) -> DecontaminationReport:
-    """Copy the rows of ``input_path`` that contain no test item to ``output_path``; write and return the report."""
-    input_path, output_path = Path(input_path), Path(output_path)
-    if not input_path.is_file():
-        raise DecontaminationInputError(f"input file not found: {input_path}")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    report = DecontaminationReport(index.ngram_size, index.summary())
+    """Copy the rows of ``input_path`` that contain no test item to ``output_path``; write and return the report.
+
+    Rows that cannot be checked are in ``report.row_errors`` (``strict``: the first raises). Output and report are
+    written through temporary files: a failure or interrupt leaves neither half-written.
+    """
+    input_path = Path(input_path)
+    output_path, report_path = output_paths(output_path, report_path)
+    input_format, output_format = check_paths(input_path, [output_path, report_path], overwrite=overwrite)
+    report = DecontaminationReport(index.ngram_size, index.summary(), row_errors=RowErrors(strict))
     started = time.perf_counter()
-    writer = _RowWriter(output_path)
     schema_hint = None
-    if input_path.suffix.lower() == ".parquet":
+    if input_format == ".parquet":
         import pyarrow.parquet as pq
 
         schema_hint = pq.read_schema(input_path)
     executor = ProcessPoolExecutor(num_proc, initializer=_init_worker, initargs=(index,)) if num_proc > 1 else None
     try:
-        row_chunks = _chunks(_read_rows(input_path, text_field))
-        if executor is None:
-            _init_worker(index)
-            results = ((chunk, _find_all([r[text_field] for _, r in chunk])) for chunk in row_chunks)
-        else:
-            pending = ((chunk, executor.submit(_find_all, [r[text_field] for _, r in chunk])) for chunk in row_chunks)
-            results = _resolve_in_order(pending, lookahead=2 * num_proc)
-        for chunk, matches in results:
-            kept = []
-            for (location, record), match in zip(chunk, matches, strict=True):
-                report.input_docs += 1
-                report.input_bytes += len(record[text_field].encode("utf-8"))
-                if match is None:
-                    kept.append(record)
-                else:
-                    doc_id = record.get(id_field)
-                    name = str(doc_id) if doc_id is not None else location
-                    report.removed.append({"doc_id": name, **match.to_dict()})
-            writer.write(kept)
+        with AtomicRowWriter(output_path, output_format, schema=schema_hint, stream_parquet=True) as writer:
+            row_chunks = chunked(_documents(input_path, input_format, text_field, report.row_errors), CHUNK_ROWS)
+            if executor is None:
+                _init_worker(index)
+                results = ((chunk, _find_all([r[text_field] for _, r in chunk])) for chunk in row_chunks)
+            else:
+                pending = (
+                    (chunk, executor.submit(_find_all, [r[text_field] for _, r in chunk])) for chunk in row_chunks
+                )
+                results = _resolve_in_order(pending, lookahead=2 * num_proc)
+            for chunk, matches in results:
+                kept = []
+                for (row, record), match in zip(chunk, matches, strict=True):
+                    report.input_docs += 1
+                    report.input_bytes += len(record[text_field].encode("utf-8"))
+                    if match is None:
+                        kept.append(record)
+                    else:
+                        doc_id = record.get(id_field)
+                        name = str(doc_id) if doc_id is not None else row.where
+                        report.removed.append({"doc_id": name, **match.to_dict()})
+                writer.write(kept)
+            report.seconds = time.perf_counter() - started
+            # written last before the output is moved into place: a failure before this point leaves neither
+            write_text_atomic(report_path, json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
-    writer.close(schema_hint)
-    report.seconds = time.perf_counter() - started
-    report_path = Path(report_path) if report_path else output_path.with_name(output_path.name + ".report.json")
-    report_path.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     logger.info(
-        "decontaminated %s: %d in, %d removed %s; report %s",
+        "decontaminated %s: %d in, %d removed %s, %d bad row(s); report %s",
         input_path,
         report.input_docs,
         len(report.removed),
         report.removed_per_benchmark,
+        len(report.row_errors),
         report_path,
     )
     return report

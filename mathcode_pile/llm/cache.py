@@ -3,22 +3,30 @@
 SQLite in WAL mode: one file, safe to read while another process writes, survives ``kill -9`` (a request is either
 committed whole or absent). The key is a SHA-256 of the canonical JSON of everything that changes the answer:
 endpoint mode, model, prompt or messages, and generation parameters.
+
+Responses are stored as ASCII JSON, so any string survives the round trip (NUL bytes, and lone surrogates that SQLite
+could not encode as UTF-8). An entry that does not read back as a JSON object (a file edited or damaged by hand) is
+logged, removed and reported as absent: the request is made again instead of failing on every rerun.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
+logger = logging.getLogger(__name__)
+
 
 def request_key(payload: dict[str, Any]) -> str:
     """Stable hash of a request payload (key order and whitespace do not matter)."""
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a prompt holding a lone surrogate gets a key instead of an exception (valid text: same bytes)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class RequestCache:
@@ -36,13 +44,27 @@ class RequestCache:
     def get(self, key: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._conn.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        try:
+            value = json.loads(row[0])
+        except (json.JSONDecodeError, TypeError, RecursionError, ValueError) as exc:
+            value, problem = None, f"{type(exc).__name__}: {exc}"
+        else:
+            problem = None if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
+        if problem is None:
+            return value
+        logger.warning("%s: cached response %s… is unreadable (%s); it is removed and asked again", self.path,
+                       key[:12], problem[:200])  # fmt: skip
+        with self._lock:
+            self._conn.execute("DELETE FROM responses WHERE key = ?", (key,))
+        return None
 
     def put(self, key: str, response: dict[str, Any]) -> None:
         with self._lock:
             self._conn.execute(
                 "INSERT OR REPLACE INTO responses (key, response) VALUES (?, ?)",
-                (key, json.dumps(response, ensure_ascii=False)),
+                (key, json.dumps(response, ensure_ascii=True)),
             )
 
     def __len__(self) -> int:

@@ -6,7 +6,8 @@ Built on ``huggingface_hub.AsyncInferenceClient`` with what a corpus build needs
 - retries with exponential backoff and jitter (tenacity) on 429/5xx, ``OverloadedError``, timeouts and dropped
   connections, capped, ending in an :class:`LLMRequestError` that says what happened,
 - a persistent :class:`RequestCache`, consulted before any request, so reruns cost nothing,
-- counters (requests, cache hits, retries, failures, tokens) for the stage statistics.
+- counters (requests, cache hits, retries, failures, tokens) for the stage statistics,
+- answers made safe to store and failures that say what the server sent (:mod:`mathcode_pile.llm.responses`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from mathcode_pile.config import ValidatedConfig
 from mathcode_pile.llm.cache import RequestCache, request_key
+from mathcode_pile.llm.responses import FailureDetail, answer_text, failure_detail
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +78,15 @@ class LLMResponse:
 
 
 class LLMRequestError(RuntimeError):
-    """A request that failed for good (non-transient error, or transient errors past the retry cap)."""
+    """A request that failed for good (non-transient error, or transient errors past the retry cap).
+
+    ``detail`` holds the HTTP status and a short excerpt of the response body (when the server answered), for the
+    dropped row's record and the log.
+    """
+
+    def __init__(self, message: str, detail: FailureDetail | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 def is_transient(error: BaseException) -> bool:
@@ -111,6 +121,21 @@ def _use_plain_http_session(client: Any) -> None:
 
     if hasattr(client, "_async_client") and client._async_client is None:
         client._async_client = httpx2.AsyncClient(timeout=None)
+
+
+def _cached_response(cached: dict[str, Any] | None) -> LLMResponse | None:
+    """A cached answer, or None when there is none or it is not an answer (then the request is made again)."""
+    if cached is None:
+        return None
+    try:
+        response = LLMResponse(from_cache=True, **cached)
+    except TypeError:
+        logger.warning("request cache: an entry of an unknown shape (keys %s) is asked again", sorted(cached)[:8])
+        return None
+    if not isinstance(response.text, str):
+        logger.warning("request cache: an entry whose text is %s is asked again", type(response.text).__name__)
+        return None
+    return response
 
 
 class LLMClient:
@@ -185,10 +210,10 @@ class LLMClient:
         payload = self.request_payload(**kwargs)
         key = request_key(payload)
         if self.cache is not None:
-            cached = self.cache.get(key)
+            cached = _cached_response(self.cache.get(key))
             if cached is not None:
                 self._count("cache_hits")
-                return LLMResponse(from_cache=True, **cached)
+                return cached
         client, semaphore = self._loop_state()
         async with semaphore:
             result = await self._send_with_retries(client, payload)
@@ -217,15 +242,27 @@ class LLMClient:
             async for attempt in retrying:
                 with attempt:
                     self._count("requests")
-                    return await self._send_once(client, payload)
+                    return await self._send_safely(client, payload)
         except Exception as error:
             self._count("failures")
             kind = "transient errors past the retry cap" if is_transient(error) else "a non-retryable error"
-            raise LLMRequestError(
+            detail = failure_detail(error)
+            message = (
                 f"LLM request to {self.config.llm_endpoint} failed after {self.config.llm_max_retries + 1} "
-                f"attempt(s) at most ({kind}): {type(error).__name__}: {error}"
-            ) from error
+                f"attempt(s) at most ({kind}): {detail}"
+            )
+            logger.warning("%s", message)
+            raise LLMRequestError(message, detail) from error
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_safely(self, client: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request whose answer text is safe to store (see :func:`~mathcode_pile.llm.responses.answer_text`);
+        answers that had to be repaired are counted (``repaired_answers``)."""
+        result = await self._send_once(client, payload)
+        text = answer_text(result["text"])
+        if isinstance(result["text"], str) and text is not result["text"]:
+            self._count("repaired_answers")
+        return {**result, "text": text}
 
     async def _send_once(self, client: Any, payload: dict[str, Any]) -> dict[str, Any]:
         if payload["mode"] == "completions":

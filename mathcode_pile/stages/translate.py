@@ -4,15 +4,18 @@ One request per document, or per chunk of a long document (``translate_long_docu
 joined in order. Every request goes through the shared :class:`~mathcode_pile.llm.client.LLMClient`, whose
 persistent cache is keyed by model, prompt and generation parameters, so a rerun (after ``kill -9`` too) pays for no
 request twice. A document with a request that failed for good (transient errors past the retry cap, or a
-non-retryable error) is dropped as ``llm_error``, never kept with a chunk missing; the next run of the same command
-tries such documents again, its answered requests coming from the cache. One with only blank answers is dropped as
-``empty_response``. Per source it counts documents in and documents with a response (``funnel/...`` counters), the
-first two steps of the translation funnel in the dataset card.
+non-retryable error) is dropped as ``llm_error``, never kept with a chunk missing; its metadata records why
+(``llm_error``: the HTTP status, a short excerpt of the response body, the error), in the stage's
+``*.dropped.parquet``. The next run of the same command tries such documents again, its answered requests coming
+from the cache. One with only blank answers is dropped as ``empty_response``. Per source it counts documents in and
+documents with a response (``funnel/...`` counters), the first two steps of the translation funnel in the dataset
+card.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
@@ -68,6 +71,11 @@ class TranslateConfig(ValidatedConfig):
             raise RecipeError(f"translate_kinds: unknown kind(s) {unknown}; known kinds: {list(SOURCE_KINDS)}")
 
 
+def _with_failure(raw_metadata: str | None, detail: dict) -> str:
+    """A dropped document's metadata plus why its request failed (read back from the stage's dropped rows)."""
+    return json.dumps({**document_metadata(raw_metadata), "llm_error": detail}, ensure_ascii=False)
+
+
 @register_stage
 class TranslateStage(LLMStage):
     name = "translate"
@@ -95,7 +103,8 @@ class TranslateStage(LLMStage):
             response = await self.client.generate(prompt=prompt, **generation)
         return response.text
 
-    async def _translate_one(self, text: str) -> tuple[str | None, str | None]:
+    async def _translate_one(self, text: str) -> tuple[str | None, str | None, dict | None]:
+        """``(answer, drop reason, failure detail)``: the detail (status, body excerpt, error) for ``llm_error``."""
         passages = document_passages(
             text,
             self.config.translate_max_doc_chars,
@@ -108,11 +117,12 @@ class TranslateStage(LLMStage):
             if not isinstance(failure, LLMRequestError):
                 raise failure
         if failures:  # the answered chunks are cached: the retry on the next run pays only for the failed ones
-            return "", "llm_error"
+            detail = getattr(failures[0], "detail", None)
+            return "", "llm_error", detail.to_dict() if detail is not None else {"error": str(failures[0])}
         texts = [a for a in answers if isinstance(a, str) and a.strip()]
         if not texts:
-            return "", "empty_response"
-        return CHUNK_SEPARATOR.join(texts), None
+            return "", "empty_response", None
+        return CHUNK_SEPARATOR.join(texts), None, None
 
     def _selected(self, batch: Batch) -> list[bool]:
         kinds = set(self.config.translate_kinds)
@@ -121,8 +131,8 @@ class TranslateStage(LLMStage):
         # rows without a recorded kind are translated (a source always records one)
         return [document_metadata(raw).get("kind", "math_text") in kinds for raw in batch["metadata"]]
 
-    async def _skip(self) -> tuple[str | None, str | None]:
-        return None, None
+    async def _skip(self) -> tuple[str | None, str | None, dict | None]:
+        return None, None, None
 
     async def aprocess_batch(self, batch: Batch) -> Batch:
         selected = self._selected(batch)
@@ -132,17 +142,23 @@ class TranslateStage(LLMStage):
                 for text, chosen in zip(batch["text"], selected, strict=True)
             )
         )
-        for source, chosen, (_, reason) in zip(batch["source"], selected, results, strict=True):
+        for source, chosen, (_, reason, _) in zip(batch["source"], selected, results, strict=True):
             if not chosen:
                 continue
             self.funnel_counts[funnel_key("documents", source)] += 1
             if reason is None:
                 self.funnel_counts[funnel_key("responses", source)] += 1
-        return {
+        output = {
             **batch,
-            "translation_response": [text for text, _ in results],
-            DROP_COLUMN: [reason for _, reason in results],
+            "translation_response": [text for text, _, _ in results],
+            DROP_COLUMN: [reason for _, reason, _ in results],
         }
+        if "metadata" in batch and any(detail for _, _, detail in results):
+            output["metadata"] = [
+                raw if detail is None else _with_failure(raw, detail)
+                for raw, (_, _, detail) in zip(batch["metadata"], results, strict=True)
+            ]
+        return output
 
     def extra_counters(self) -> Counter[str]:
         return super().extra_counters() + self.funnel_counts

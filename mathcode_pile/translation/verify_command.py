@@ -2,63 +2,43 @@
 
 Each input row needs ``code`` (a Python snippet that prints its result) and ``result`` (the stated result, LaTeX or
 text); every other field is passed through. The output has the same rows, in order, with ``exec_status``,
-``exec_output``, ``verified`` and ``reason`` added. A row lacking ``code`` or ``result`` (or holding something other
-than text there) is written back with ``exec_status: skipped`` and a reason naming the field, logged with its file and
-row, and counted; a line that is not JSON stops the command with an error naming file and line. JSON lines,
-a JSON list or Parquet, chosen by the file suffix.
+``exec_output``, ``verified``, ``reason`` and ``error`` (null) added. A row that cannot be checked (not JSON, not an
+object, ``code`` or ``result`` missing or not text, invalid Unicode) is written back with the fields that could be
+read and an ``error`` naming its line and the field; the command then ends with a summary and exit status 1, or with
+``--strict`` stops at the first such row and writes nothing (:mod:`mathcode_pile.file_commands`). JSON lines
+(``.jsonl``, ``.jsonl.gz`` input), a JSON list (``.json``) or Parquet, chosen by the file suffix.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from mathcode_pile.cli import register_subcommand
-from mathcode_pile.config import RecipeError
-from mathcode_pile.jsonl import read_jsonl
+from mathcode_pile.file_commands import (
+    EXIT_FAILED,
+    AtomicRowWriter,
+    FileCommandError,
+    InputRow,
+    Outcome,
+    RowErrors,
+    add_file_command_options,
+    check_paths,
+    finite_non_negative,
+    finite_positive,
+    map_rows,
+    positive_int,
+    read_rows,
+)
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_FIELDS = ("code", "result")
 BATCH_ROWS = 256
-
-
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSON-lines, JSON-list or Parquet file; malformed input is a :class:`RecipeError` naming the place."""
-    if not path.is_file():
-        raise RecipeError(f"input file not found: {path}")
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    if path.suffix == ".json":
-        try:
-            rows = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"{path}: not valid JSON: {exc}") from exc
-        if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise RecipeError(f"{path}: a .json input must hold a list of objects")
-        return rows
-    return read_jsonl(path, RecipeError, where="{path}:{line}", invalid="not valid JSON")
-
-
-def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), path)
-    elif path.suffix == ".json":
-        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    else:
-        with path.open("w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def invalid_field(row: dict[str, Any]) -> str | None:
@@ -78,34 +58,53 @@ def verify_file(
     settings: Any,
     workers: int | None = None,
     isolation: str = "auto",
-) -> Counter[str]:
-    """Check every row of ``input_path`` into ``output_path``; returns counts of outcomes (by reason code)."""
+    *,
+    strict: bool = False,
+    overwrite: bool = False,
+) -> tuple[Counter[str], RowErrors]:
+    """Check every row of ``input_path`` into ``output_path``; returns counts of outcomes (by reason code) and the
+    row errors. A file-level problem, or the first bad row with ``strict``, raises :class:`FileCommandError` and
+    leaves ``output_path`` as it was."""
     from mathcode_pile.sandbox import SandboxPool
-    from mathcode_pile.translation.execution import execute_and_verify
+    from mathcode_pile.translation.execution import check_snippet, run_snippets
 
-    rows = read_rows(input_path)
+    input_format, output_format = check_paths(input_path, [output_path], overwrite=overwrite)
+    errors = RowErrors(strict)
     counts: Counter[str] = Counter()
-    checkable: list[int] = []
-    for index, row in enumerate(rows):
-        problem = invalid_field(row)
-        if problem is None:
-            checkable.append(index)
-            continue
-        logger.warning("%s: row %d skipped: %s", input_path, index, problem)
-        row.update(exec_status="skipped", exec_output="", verified=False, reason=f"invalid_row: {problem}")
-        counts["invalid_row"] += 1
-    if checkable:
-        with SandboxPool(workers=workers, limits=limits, isolation=isolation) as pool:
-            for start in range(0, len(checkable), BATCH_ROWS):
-                batch = checkable[start : start + BATCH_ROWS]
-                items = [(str(rows[i]["code"]), str(rows[i]["result"])) for i in batch]
-                for index, checked in zip(batch, execute_and_verify(pool, items, limits, settings), strict=True):
-                    rows[index].update(checked.to_dict())
-                    counts[checked.reason_code] += 1
-    write_rows(rows, output_path)
-    counts["rows"] = len(rows)
-    counts["verified"] = sum(1 for row in rows if row.get("verified"))
-    return counts
+    pools: list[SandboxPool] = []  # started with the first row to run: a file of bad rows starts no sandbox
+
+    def check_chunk(rows: list[InputRow]) -> list[Outcome]:
+        """Run the chunk's snippets at once, then judge each row alone: a check that raises is that row's error."""
+        if not rows:
+            return []
+        if not pools:
+            pools.append(SandboxPool(workers=workers, limits=limits, isolation=isolation))
+        records = [row.record or {} for row in rows]
+        results = run_snippets(pools[0], [str(record["code"]) for record in records], limits)
+        outcomes: list[Outcome] = []
+        for record, result in zip(records, results, strict=True):
+            try:
+                checked = check_snippet(result, str(record["result"]), settings)
+            except Exception as exc:  # a checker failure on one row must not cost the others
+                outcomes.append((None, f"the check failed: {type(exc).__name__}: {exc}"))
+                continue
+            counts[checked.reason_code] += 1
+            outcomes.append(({**record, **checked.to_dict(), "error": None}, None))
+        return outcomes
+
+    try:
+        with AtomicRowWriter(output_path, output_format) as writer:
+            chunks = map_rows(
+                read_rows(input_path, input_format), check_chunk, errors, chunk_rows=BATCH_ROWS, check=invalid_field
+            )
+            for out in chunks:
+                counts["rows"] += len(out)
+                counts["verified"] += sum(1 for row in out if row.get("verified"))
+                writer.write(out)
+    finally:
+        for pool in pools:
+            pool.close()
+    return counts, errors
 
 
 @register_subcommand("verify", "run snippets in the sandbox and check their printed output against stated results")
@@ -114,18 +113,27 @@ def configure_verify(parser: argparse.ArgumentParser) -> Any:
     from mathcode_pile.translation.verify import VerificationSettings
 
     parser.add_argument(
-        "--input", required=True, type=Path, help="rows with 'code' and 'result' (.jsonl/.json/.parquet)"
+        "--input", required=True, type=Path, help="rows with 'code' and 'result' (.jsonl/.jsonl.gz/.json/.parquet)"
     )
     parser.add_argument("--output", required=True, type=Path, help="where to write the checked rows (same formats)")
-    parser.add_argument("--timeout-s", type=float, default=10.0, help="wall-clock limit per snippet (default 10)")
-    parser.add_argument("--memory-mb", type=int, default=1024, help="memory a snippet may allocate (default 1024)")
-    parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: CPU count)")
+    parser.add_argument(
+        "--timeout-s", type=finite_positive, default=10.0, help="wall-clock limit per snippet (default 10)"
+    )
+    parser.add_argument(
+        "--memory-mb", type=positive_int, default=1024, help="memory a snippet may allocate (default 1024)"
+    )
+    parser.add_argument("--workers", type=positive_int, default=None, help="sandbox workers (default: CPU count)")
     parser.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto")
-    parser.add_argument("--rel-tol", type=float, default=1e-4, help="relative tolerance of the numeric check")
-    parser.add_argument("--abs-tol", type=float, default=1e-6, help="absolute tolerance of the numeric check")
+    parser.add_argument(
+        "--rel-tol", type=finite_non_negative, default=1e-4, help="relative tolerance of the numeric check"
+    )
+    parser.add_argument(
+        "--abs-tol", type=finite_non_negative, default=1e-6, help="absolute tolerance of the numeric check"
+    )
     parser.add_argument(
         "--no-rounded-decimals", action="store_true", help="do not accept output that rounds to the stated decimal"
     )
+    add_file_command_options(parser)
 
     def run(args: argparse.Namespace) -> int:
         try:
@@ -133,11 +141,24 @@ def configure_verify(parser: argparse.ArgumentParser) -> Any:
             settings = VerificationSettings(
                 rel_tol=args.rel_tol, abs_tol=args.abs_tol, match_rounded_decimals=not args.no_rounded_decimals
             )
-        except ValueError as exc:
-            raise RecipeError(str(exc)) from exc
-        counts = verify_file(args.input, args.output, limits, settings, args.workers, args.isolation)
+            counts, errors = verify_file(
+                args.input,
+                args.output,
+                limits,
+                settings,
+                args.workers,
+                args.isolation,
+                strict=args.strict,
+                overwrite=args.overwrite,
+            )
+        except (FileCommandError, ValueError) as exc:
+            print(f"mathcode-pile verify: error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k not in ("rows", "verified"))
         print(f"{counts['rows']} row(s), {counts['verified']} verified ({outcomes}); written to {args.output}")
-        return 0
+        summary = errors.summary(counts["rows"])
+        if summary:
+            print(f"{summary}; they are written with an 'error' field and not run", file=sys.stderr)
+        return errors.exit_code
 
     return run
