@@ -45,6 +45,7 @@ from mathcode_pile.source_files import (
     notebook_to_text,  # noqa: F401  (part of this module's interface)
 )
 from mathcode_pile.stats import StageStats
+from mathcode_pile.surrogates import has_lone_surrogate
 
 logger = logging.getLogger(__name__)
 
@@ -239,12 +240,7 @@ def _record_text(spec: SourceSpec, record: dict[str, Any]) -> str:
 
 def _encodable(*values: str) -> bool:
     """False when a value holds a lone surrogate (``"\\ud800"`` in JSON), which Arrow cannot store as UTF-8."""
-    try:
-        for value in values:
-            value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return not any(has_lone_surrogate(value) for value in values)
 
 
 def _document(spec: SourceSpec, id_suffix: str, location: str, record: dict[str, Any]) -> dict[str, str]:
