@@ -39,8 +39,10 @@ _HASHES = re.compile(r"####\s*([^\n]+)")
 _MINERVA_PREFIX = re.compile(r"^\s*the final answer is\s*", re.IGNORECASE)
 _QUOTES = re.compile(r'^\\?"|\\?"$')
 _VERB = re.compile(r"\b(?:is|are|equals|was|be)\s+|=\s*", re.IGNORECASE)
+#: A number in prose: ``-3``, ``$1,000.50``, ``$400 000``, and a fraction written with a slash (``2/3``).
 _NUMBER_IN_TEXT = re.compile(
     r"(?<![\w.])-?(?:\$\s?\d{1,3}(?: \d{3})+(?![\d,])|\$?\s?\d{1,3}(?:,\d{3})+(?!\d)|\$?\s?\d+)(?:\.\d+)?"
+    r"(?:/\d+(?:\.\d+)?(?![\d/]))?"
 )
 _AFTER_LAST_EQUALS = re.compile(r"^\s*\\?\$?\s*(?=[-\d.$])")
 _SHORT_ANSWER_MAX_CHARS = 64

@@ -399,7 +399,9 @@ def _grade_found(
     correct, reason = (False, "no_answer") if extracted is None else _compare(extracted, gold, comparison)
     if correct:
         return extracted, True, reason
-    if prediction is not None and (found is None or not found.marked):
+    # math-verify's own extraction is a second chance for an answer no marker gave; a number found in the last line
+    # that differs from a numeric gold has had its chance (a second number from the same prose would be a guess)
+    if prediction is not None and (found is None or not found.marked) and reason != "numeric_mismatch":
         if comparison.symbolic is None:
             raise _NeedsJudgeError
         try:
