@@ -134,6 +134,7 @@ bench: install
 	$(BIN)/python -m training.local_models tiny
 	$(BIN)/python benchmarks/train_throughput.py --config recipes/tiny-llama/cpt/config_full.yaml
 	$(BIN)/python benchmarks/lce_inference.py
+	$(BIN)/python benchmarks/grading.py
 
 clean:
 	rm -rf data/mathcode_pile data/mathcode_pile_work outputs

@@ -2,10 +2,14 @@
 
 Each computation gets ``exec_status``, ``exec_output``, ``verified`` and ``reason`` (see
 :mod:`mathcode_pile.translation.execution`). The snippets of a batch run concurrently on a pool of pre-warmed
-sandbox workers created in the process that runs the stage; math-verify then compares outputs in that process's main
-thread. Sandbox results are cached in ``<work_dir>/sandbox_cache.sqlite`` so a resumed build runs no snippet twice.
-Per source it counts snippets that ran OK and that were verified (``funnel/ran_ok|verified/<source>``), and every
-outcome under ``exec_status/<status>`` and ``verify/<reason>``.
+sandbox workers created in the process that runs the stage; their printed output is then judged against the stated
+result by :func:`mathcode_pile.translation.verify.verify_printed_output`, which parses untrusted text only within
+bounds and in a judging process it can kill, and never raises: a computation whose output cannot be judged
+(``factorial(5000)`` printed as text) is ``verify_error: <why>``, counted, and every other computation and row is
+kept. Sandbox results are cached in ``<work_dir>/sandbox_cache.sqlite`` so a resumed build runs no snippet twice; the
+verdicts are judged again from the cached output, under the same bounds. Per source it counts snippets that ran OK
+and that were verified (``funnel/ran_ok|verified/<source>``), and every outcome under ``exec_status/<status>`` and
+``verify/<reason>`` (``verify/verify_error`` among them).
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ class VerifyComputationsStage(Stage):
     name = "verify_computations"
     needs = frozenset({"computations"})
     provides = frozenset({"verified_computations"})
-    version = "1"
+    # 2: prose is no value, rounded golds, ordered and unordered lists, bounded judging (verify_error)
+    version = "2"
     config_class = VerifyComputationsConfig
     batch_size = 64
 
