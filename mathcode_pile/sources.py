@@ -43,6 +43,8 @@ LOCAL_FORMATS = ("jsonl", "json", "parquet", "text", "markdown", "python", "note
 #: What a source holds; stages select rows by it (the code filter looks at ``code`` only, the classifier at web
 #: and math web text). ``web`` is general web text from which the classifier recalls math.
 SOURCE_KINDS = ("math_text", "web", "synthetic_math", "textbook", "code", "math_code", "other")
+#: A source name is also the name of its component's dataset configuration and data folder in the finished corpus.
+COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 #: Skip reasons raised before a record exists: they count as input rows that were read but could not be parsed.
 UNPARSED_SKIPS = ("non_utf8", "malformed_json", "not_an_object", "malformed_notebook")
 _SUFFIX_FORMATS = {
@@ -85,6 +87,11 @@ class SourceSpec(ValidatedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if not COMPONENT_NAME.fullmatch(self.name) or self.name == "default":
+            raise RecipeError(
+                f"source name {self.name!r} also names its dataset configuration: use letters, digits, '_', '.' or "
+                "'-' (and not 'default')"
+            )
         if (self.path is None) == (self.hub_id is None):
             raise RecipeError(f"source '{self.name}': give exactly one of 'path' or 'hub_id'")
         if self.format is not None and self.format not in LOCAL_FORMATS:
