@@ -299,11 +299,15 @@ def test_text_generation_route_chat_template_and_chunked_documents(
         assert prompt.rstrip().endswith("<|im_start|>assistant")
 
     dataset = load_dataset(str(output), split="train")
-    assert sorted(dataset["source"]) == ["aqua_rat", "aqua_rat", "code"]
-    translated = sorted((row for row in dataset if row["source"] == "aqua_rat"), key=lambda row: row["id"])
-    for row, pieces in zip(translated, chunks, strict=True):
+    assert sorted(dataset["source"]) == ["aqua_rat", "aqua_rat", "code", "translated_code", "translated_code"]
+    # the translated code is a configuration of its own: only its rows, as many as the card says
+    translated = load_dataset(str(output), "translated_code", split="train").sort("id")
+    originals = load_dataset(str(output), "aqua_rat", split="train").sort("id")
+    assert [row["id"] for row in translated] == [f"{row['id']}#translated_code" for row in originals]
+    assert "| `translated_code` | 2 |" in (output / "README.md").read_text()
+    for row, original, pieces in zip(translated, originals, chunks, strict=True):
         # the answers of all chunks are joined: three verified computations per chunk
-        assert row["text"].count("```python") == 3 * pieces
+        assert row["text"].count("```python") == 3 * pieces and "```python" not in original["text"]
         assert json.loads(row["metadata"])["translation"] == {"computations": 3 * pieces, "verified": 3 * pieces}
     stats = {s["stage"]: s for s in json.loads((output / "stats.json").read_text())}
     assert stats["translate"]["extra"]["funnel/documents/aqua_rat"] == 2
