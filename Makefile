@@ -33,6 +33,14 @@ CPT_RECIPE_tiny := recipes/tiny-llama/cpt/config_full.yaml
 LOCAL_MODELS := tiny smollm2
 ACCELERATE_CONFIG ?= recipes/accelerate_configs/zero3.yaml
 TRAIN_ARGS ?=
+# ABLATION=<name>: the paper's ablation rows, recipes/<Model>/ablations/cpt_<name>.yaml (train-lce: sft_<name>.yaml)
+ABLATION ?=
+recipe_model_dir = $(word 2,$(subst /, ,$(1)))
+CPT_TRAIN_RECIPE = $(if $(ABLATION),recipes/$(call recipe_model_dir,$(CPT_RECIPE_$(MODEL)))/ablations/cpt_$(ABLATION).yaml,$(CPT_RECIPE_$(MODEL)))
+LCE_TRAIN_RECIPE = $(if $(ABLATION),recipes/$(call recipe_model_dir,$(LCE_RECIPE_$(MODEL)))/ablations/sft_$(ABLATION).yaml,$(LCE_RECIPE_$(MODEL)))
+# rows/device x accumulation x GPUs x context of a recipe, printed before its launch (make -n shows it too)
+batch_plan = $(shell $(BIN)/python -m training.batch_plan $(1) 2>&1)
+check_ablation = test -f "$(1)" || { echo "no ablation '$(ABLATION)' for MODEL=$(MODEL): $(1) does not exist (recipes/README.md lists them)"; exit 2; }
 # make train-lce / eval-lce: MathCoder LCE fine-tuning and code-executing evaluation
 LCE_RECIPE_llama2 := recipes/Llama-2-7B/sft/config_lce.yaml
 LCE_RECIPE_codellama := recipes/CodeLlama-7B/sft/config_lce.yaml
@@ -47,7 +55,12 @@ LCE_EVAL_MODEL = $(or $(LCE_EVAL_MODEL_$(MODEL)),$(MODEL))
 LCE_EVAL_OUTPUT = $(if $(wildcard $(LCE_EVAL_MODEL)/trainer_state.json),$(LCE_EVAL_MODEL)/eval_lce,outputs/eval_lce/$(notdir $(patsubst %/,%,$(LCE_EVAL_MODEL))))
 LCE_EVAL_ARGS ?=
 
-.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce
+# make ablation-smoke: two tiny LCE variants (execution output masked / in the loss) trained, evaluated, compared on CPU
+SMOKE_DIR ?= outputs/ablation-smoke
+SMOKE_LIMIT ?= 3
+SMOKE_EVAL_ARGS ?= --max_new_tokens_per_block 48 --max_blocks 4 --batch_size 8
+
+.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce ablation-smoke
 
 help:
 	@echo "make install          create $(VENV) and install MathCode with every extra"
@@ -55,10 +68,12 @@ help:
 	@echo "make test             run the whole test suite (offline, CPU)"
 	@echo "make quality / style  ruff lint + format check / fix"
 	@echo "make train MODEL=...  continued pretraining (tiny, smollm2, llama3, deepseekmath, mistral, codellama)"
+	@echo "make train MODEL=llama3 ABLATION=...  a MathCoder2 ablation row (recipes/README.md lists them)"
 	@echo "make eval MODEL=...   MathCoder2 benchmarks through lm-eval"
 	@echo "make instruct         LCE instruction data offline (teacher, interpolation, self-distillation)"
 	@echo "make train-lce MODEL=...  MathCoder LCE SFT (tiny, smollm2, llama2, codellama)"
 	@echo "make eval-lce MODEL=...   LCE inference with code execution on GSM8K, MATH, SVAMP, Mathematics, SimulEq"
+	@echo "make ablation-smoke   two tiny ablation variants trained, evaluated and compared on CPU"
 	@echo "make bench            performance scripts under benchmarks/"
 
 install: $(VENV)/.installed
@@ -88,21 +103,37 @@ endif
 
 train: install
 	@test -n "$(CPT_RECIPE_$(MODEL))" || { echo "unknown MODEL=$(MODEL); choose one of: llama3 deepseekmath mistral codellama smollm2 tiny"; exit 2; }
+	@$(call check_ablation,$(CPT_TRAIN_RECIPE))
+	@echo "$(call batch_plan,$(CPT_TRAIN_RECIPE))"
 ifneq ($(filter $(MODEL),$(LOCAL_MODELS)),)
 	$(BIN)/python -m training.local_models $(MODEL)
-	$(BIN)/python -m training.cpt --config $(CPT_RECIPE_$(MODEL)) $(TRAIN_ARGS)
+	$(BIN)/python -m training.cpt --config $(CPT_TRAIN_RECIPE) $(TRAIN_ARGS)
 else
-	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.cpt --config $(CPT_RECIPE_$(MODEL)) $(TRAIN_ARGS)
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.cpt --config $(CPT_TRAIN_RECIPE) $(TRAIN_ARGS)
 endif
 
 train-lce: install
 	@test -n "$(LCE_RECIPE_$(MODEL))" || { echo "unknown MODEL=$(MODEL); choose one of: llama2 codellama smollm2 tiny"; exit 2; }
+	@$(call check_ablation,$(LCE_TRAIN_RECIPE))
+	@echo "$(call batch_plan,$(LCE_TRAIN_RECIPE))"
 ifneq ($(filter $(MODEL),$(LOCAL_MODELS)),)
 	$(BIN)/python -m training.local_models $(MODEL)
-	$(BIN)/python -m training.sft_lce --config $(LCE_RECIPE_$(MODEL)) $(LCE_TRAIN_ARGS)
+	$(BIN)/python -m training.sft_lce --config $(LCE_TRAIN_RECIPE) $(LCE_TRAIN_ARGS)
 else
-	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.sft_lce --config $(LCE_RECIPE_$(MODEL)) $(LCE_TRAIN_ARGS)
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.sft_lce --config $(LCE_TRAIN_RECIPE) $(LCE_TRAIN_ARGS)
 endif
+
+# a smoke run starts clean: the evaluation would otherwise resume from the predictions of an earlier model
+ablation-smoke: install
+	rm -rf -- "$(SMOKE_DIR)/lce" "$(SMOKE_DIR)/execution_in_loss"
+	$(MAKE) --no-print-directory train-lce MODEL=tiny ABLATION=lce LCE_TRAIN_ARGS="--output_dir $(SMOKE_DIR)/lce"
+	$(MAKE) --no-print-directory train-lce MODEL=tiny ABLATION=execution_in_loss \
+		LCE_TRAIN_ARGS="--output_dir $(SMOKE_DIR)/execution_in_loss"
+	$(MAKE) --no-print-directory eval-lce MODEL=$(SMOKE_DIR)/lce LIMIT=$(SMOKE_LIMIT) LCE_EVAL_ARGS="$(SMOKE_EVAL_ARGS)"
+	$(MAKE) --no-print-directory eval-lce MODEL=$(SMOKE_DIR)/execution_in_loss LIMIT=$(SMOKE_LIMIT) \
+		LCE_EVAL_ARGS="$(SMOKE_EVAL_ARGS)"
+	$(BIN)/mathcode-eval compare $(SMOKE_DIR)/lce/eval_lce $(SMOKE_DIR)/execution_in_loss/eval_lce \
+		--paper mathcoder-table5 --output $(SMOKE_DIR)
 
 eval-lce: install
 ifeq ($(MODEL),smollm2)

@@ -2,6 +2,7 @@
 
     mathcode-eval grade --input predictions.jsonl --output graded.jsonl [--dataset math] [--num-proc 4]
     mathcode-eval run --model smollm2 --limit 20
+    mathcode-eval compare RUN_DIR... [--paper mathcoder2-ablation|mathcoder-table5]
 
 ``grade`` reads rows with ``prediction`` (a final answer or a whole solution) and ``answer`` (gold), optionally
 ``dataset``, from JSON Lines, a JSON list or Parquet, and writes them back with ``extracted``, ``correct`` and
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "run", help="run the MathCoder2 lm-eval suite (options: mathcode-eval run --help)", add_help=False
     )
+    commands.add_parser(
+        "compare", help="evaluation runs side by side with intervals and paper figures (mathcode-eval compare -h)",
+        add_help=False,
+    )  # fmt: skip
     return parser
 
 
@@ -70,6 +75,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from evaluation.run_eval import main as run_main
 
         return run_main(arguments[1:])
+    if arguments and arguments[0] == "compare":
+        from evaluation.compare import main as compare_main
+
+        return compare_main(arguments[1:])
     args = build_parser().parse_args(arguments)
     return run_grade(args)
 

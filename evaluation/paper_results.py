@@ -69,3 +69,76 @@ def paper_family_by_name(name: str) -> PaperFamily:
             return family
     known = [family.base_name for family in PAPER_FAMILIES]
     raise ValueError(f"unknown paper model '{name}'; known base models: {known}")
+
+
+# --- the papers' ablation tables, for `mathcode-eval compare --paper ...` ------------------------------------------
+
+#: The key under which a paper row gives its average over :attr:`PaperAblation.average_over`.
+AVERAGE = "average"
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of a paper's ablation table; ``key`` is the ablation name of the recipe that reproduces it."""
+
+    key: str
+    label: str
+    #: Table and row the figures are read from.
+    source: str
+    #: Accuracy in percent per benchmark (and :data:`AVERAGE`), only where the paper gives the figure.
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaperAblation:
+    """A paper's ablation table: its rows and the benchmarks its average covers."""
+
+    name: str
+    reference: str
+    average_over: tuple[str, ...]
+    rows: tuple[PaperRow, ...]
+
+    def row_for(self, key: str | None) -> PaperRow | None:
+        return next((row for row in self.rows if row.key == key), None)
+
+
+_MATHCODER2_ABLATION_SOURCE = "ablation study; no figure of this row could be confirmed, so its cells stay empty"
+
+#: MathCoder2's ablations, rows keyed by the Llama-3-8B ablation recipes (``recipes/Llama-3-8B/ablations``). The
+#: paper trains each ablation corpus for 3 epochs with 2M-token batches and 4096-token context; we could not confirm
+#: any of its figures, so every paper cell of this table is empty rather than guessed.
+MATHCODER2_ABLATION = PaperAblation(
+    name="mathcoder2-ablation",
+    reference="MathCoder2 (Lu et al., 2024, arXiv 2410.08196), ablation tables",
+    average_over=tuple(BENCHMARK_TITLES),
+    rows=(
+        PaperRow("basic", "basic data only", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("paired", "basic data + translated code (steps paired with code)", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("code_only", "basic data + translated code without its reasoning steps", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("only_open_web_math", "filtered OpenWebMath alone", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("only_cc_en_math", "filtered CC-En-math alone", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("only_synthetic", "synthetic data alone", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("only_math_code", "code using math packages alone", _MATHCODER2_ABLATION_SOURCE),
+        PaperRow("only_translated_code", "model-translated mathematical code alone", _MATHCODER2_ABLATION_SOURCE),
+    ),
+)  # fmt: skip
+
+#: MathCoder's solution-format ablation, Table 5 of arXiv 2310.03731: the average over its five benchmarks (GSM8K,
+#: MATH, SVAMP, Mathematics, SimulEq) of models trained on CoT, PoT and LCE solutions of the same problems. The
+#: per-benchmark figures and the figure of the execution-in-the-loss row are not confirmed here: those cells stay
+#: empty.
+MATHCODER_TABLE5 = PaperAblation(
+    name="mathcoder-table5",
+    reference="MathCoder (Wang et al., 2023, arXiv 2310.03731), Table 5",
+    average_over=("gsm8k", "math", "svamp", "mathematics", "simuleq"),
+    rows=(
+        PaperRow("cot", "CoT (natural language only)", "Table 5, row CoT (5-dataset average)", {AVERAGE: 35.1}),
+        PaperRow("pot", "PoT (code only)", "Table 5, row PoT (5-dataset average)", {AVERAGE: 69.1}),
+        PaperRow("lce", "LCE (execution results masked in the loss)", "Table 5, row LCE (5-dataset average)",
+                 {AVERAGE: 70.2}),
+        PaperRow("execution_in_loss", "LCE with execution results in the loss",
+                 "Table 5, execution-in-the-loss row (figure not confirmed; cells empty)"),
+    ),
+)  # fmt: skip
+
+PAPER_ABLATIONS: dict[str, PaperAblation] = {table.name: table for table in (MATHCODER2_ABLATION, MATHCODER_TABLE5)}

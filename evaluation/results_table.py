@@ -47,6 +47,16 @@ def wilson_interval(correct: int, n: int, confidence: float = CONFIDENCE) -> tup
     return float(interval.low), float(interval.high)
 
 
+def format_accuracy(score: BenchmarkScore) -> str:
+    """``62.5 (40.9–80.0)``: the accuracy and its Wilson 95% interval, in percent (every table prints it so)."""
+    return f"{100 * score.accuracy:.1f} ({100 * score.ci_low:.1f}–{100 * score.ci_high:.1f})"
+
+
+def intervals_overlap(first: BenchmarkScore, second: BenchmarkScore) -> bool:
+    """Whether the two 95% intervals share a point: a difference whose intervals overlap is not established by them."""
+    return first.ci_low <= second.ci_high and second.ci_low <= first.ci_high
+
+
 def make_score(benchmark: str, correct: int, n: int, shots: int | None = None) -> BenchmarkScore:
     low, high = wilson_interval(correct, n)
     return BenchmarkScore(benchmark, correct / n, n, shots, low, high)
@@ -135,7 +145,7 @@ def render_results_table(
             BENCHMARK_TITLES.get(score.benchmark, score.benchmark),
             "—" if score.shots is None else str(score.shots),
             str(score.n),
-            f"{100 * score.accuracy:.1f} ({100 * score.ci_low:.1f}–{100 * score.ci_high:.1f})",
+            format_accuracy(score),
         ]
         if family is not None:
             cells += [_percent(family.base.get(score.benchmark)), _percent(family.mathcoder2.get(score.benchmark))]

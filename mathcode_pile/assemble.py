@@ -5,6 +5,10 @@ embedded SmolLM2 tokenizer, which loads offline; any Hub id or local folder work
 ``mixture`` stage applied, which it reads back from each row's metadata. Besides the funnel, two plots are written:
 composition by component and document lengths per component. Stages add their own card sections through
 :func:`mathcode_pile.card.publish_stage_section`.
+
+Each component is written to its own folder, ``data/<component>/train-*.parquet``, and the card declares it as a
+configuration of its own beside the default one that reads every folder: an ablation trains on any component or set
+of components of one build (``load_dataset(<folder>, "translated_code")``) without rebuilding.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from mathcode_pile.card import (
     PILE_PROSE,
     CardProse,
     CardSection,
+    ComponentConfig,
     CompositionRow,
     DatasetCardInputs,
     plot_composition,
@@ -133,12 +138,67 @@ def write_parquet_shards(dataset: Dataset, data_dir: Path, rows_per_shard: int, 
     return paths
 
 
+def _split_info(dataset: Dataset, shards: list[Path]) -> dict[str, int]:
+    return {
+        "num_examples": len(dataset),
+        "num_bytes": int(dataset.data.nbytes),
+        "download_size": sum(path.stat().st_size for path in shards),
+    }
+
+
+def write_component_shards(
+    dataset: Dataset, data_dir: Path, rows_per_shard: int
+) -> tuple[dict[str, int], list[ComponentConfig]]:
+    """``data_dir/<component>/train-*.parquet`` per component (a row's ``source``), rows in their original order.
+
+    Returns the split metadata of the whole corpus and one :class:`ComponentConfig` per component. Anything an
+    earlier build left in ``data_dir`` is removed first, so no stale component survives.
+    """
+    from mathcode_pile.sources import COMPONENT_NAME
+
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    rows_by_component: dict[str, list[int]] = {}
+    for index, source in enumerate(dataset.with_format("arrow")["source"].to_pylist()):
+        rows_by_component.setdefault(source, []).append(index)
+    components: list[ComponentConfig] = []
+    totals: Counter[str] = Counter()
+    for name in sorted(rows_by_component):
+        if not COMPONENT_NAME.fullmatch(name) or name == "default":
+            raise ValueError(
+                f"component {name!r} (a 'source' value) cannot name a dataset configuration: use letters, digits, "
+                "'_', '.' or '-' (and not 'default')"
+            )
+        part = dataset.select(rows_by_component[name]).flatten_indices(keep_in_memory=True)
+        info = _split_info(part, write_parquet_shards(part, data_dir / name, rows_per_shard))
+        components.append(ComponentConfig(name=name, data_glob=f"data/{name}/train-*.parquet", split_info=info))
+        totals.update(info)
+    return dict(totals), components
+
+
+def _kinds_from_metadata(dataset: Dataset) -> dict[str, str]:
+    from mathcode_pile.sources import document_metadata
+
+    kinds: dict[str, str] = {}
+    if "metadata" not in dataset.column_names or not len(dataset):
+        return kinds
+    for source, raw in zip(dataset["source"], dataset["metadata"], strict=True):
+        if source not in kinds:
+            kind = document_metadata(raw).get("kind")
+            if isinstance(kind, str):
+                kinds[source] = kind
+    return kinds
+
+
 def composition_rows(
     dataset: Dataset,
     kinds: dict[str, str],
     token_counts: dict[str, int] | None,
     weights: dict[str, float] | None = None,
 ) -> list[CompositionRow]:
+    """One row per component (a source of the recipe, or a component a stage added such as the translated code,
+    whose kind is read from its rows' metadata)."""
+    kinds = {**_kinds_from_metadata(dataset), **kinds}
     documents = Counter(dataset["source"]) if len(dataset) else Counter()
     characters: Counter[str] = Counter()
     for source, text in zip(dataset["source"], dataset["text"], strict=True) if len(dataset) else []:
@@ -172,20 +232,23 @@ def assemble_corpus(
     tokenizer: str | None = DEFAULT_TOKENIZER,
     weights: dict[str, float] | None = None,
     prose: CardProse = PILE_PROSE,
+    component_configs: bool = True,
 ) -> Path:
     """Write ``output_dir`` (data/, README.md, stats.json, composition.json, plots/) and validate the card against it.
 
     Tokens are counted with ``tokenizer`` unless ``token_counts`` are given (``tokenizer=None`` leaves them out);
     ``weights`` default to the mixture weights recorded in the rows' metadata. ``output_dir`` ends up holding exactly
-    what a Hub upload sends: stale plots of an earlier build are removed.
+    what a Hub upload sends: stale plots of an earlier build are removed. With ``component_configs`` (and rows to
+    write) every component gets its own folder and configuration; otherwise the shards sit in ``data/`` directly.
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    shards = write_parquet_shards(dataset, output_dir / "data", rows_per_shard)
-    split_info = {
-        "num_examples": len(dataset),
-        "num_bytes": int(dataset.data.nbytes),
-        "download_size": sum(path.stat().st_size for path in shards),
-    }
+    components: list[ComponentConfig] = []
+    data_glob = "data/train-*.parquet"
+    if component_configs and len(dataset):
+        split_info, components = write_component_shards(dataset, output_dir / "data", rows_per_shard)
+        data_glob = "data/*/train-*.parquet"
+    else:
+        split_info = _split_info(dataset, write_parquet_shards(dataset, output_dir / "data", rows_per_shard))
     save_stats(stats, output_dir / "stats.json")
     plots_dir = output_dir / "plots"
     if plots_dir.exists():
@@ -221,6 +284,8 @@ def assemble_corpus(
         tokenizer=tokenizer_display_name(tokenizer) if token_counts is not None else None,
         split_info=split_info,
         prose=prose,
+        data_glob=data_glob,
+        components=components,
     )
     card_text = render_dataset_card(inputs)
     (output_dir / "README.md").write_text(card_text, encoding="utf-8")

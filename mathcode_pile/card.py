@@ -1,7 +1,8 @@
 """Render and validate the dataset card offline (uploading is a separate, thin step).
 
 The card's YAML header carries a ``configs:`` entry pointing at the Parquet shards, so ``load_dataset(<folder>)``
-needs no loading script (``datasets`` >= 4 refuses scripts anyway).
+needs no loading script (``datasets`` >= 4 refuses scripts anyway). A corpus written per component also has one
+configuration per component (``load_dataset(<folder>, "web_math")``) beside the default one that holds every row.
 """
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ class CompositionRow:
     tokens: int | None = None
     #: Mixture weight of the component (1.0: taken once; 0.5: half sampled; 2.0: repeated twice).
     weight: float | None = None
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    """One component as its own dataset configuration: its name, its Parquet files and their split metadata."""
+
+    name: str
+    data_glob: str
+    #: ``{"num_examples", "num_bytes", "download_size"}`` of the component's train split (see ``split_info`` below).
+    split_info: dict[str, int]
 
 
 @dataclass
@@ -90,6 +101,8 @@ class DatasetCardInputs:
     split_info: dict[str, int] | None = None
     license: str = "other"
     prose: CardProse = PILE_PROSE
+    #: One configuration per component, beside the default one (empty: the default configuration only).
+    components: list[ComponentConfig] = field(default_factory=list)
 
 
 def _size_category(rows: int) -> str:
@@ -99,9 +112,20 @@ def _size_category(rows: int) -> str:
     return "n>1M"
 
 
+def _dataset_info(split_info: dict[str, int], config_name: str | None = None) -> dict[str, Any]:
+    info: dict[str, Any] = {} if config_name is None else {"config_name": config_name}
+    info["splits"] = [
+        {"name": "train", "num_examples": split_info["num_examples"], "num_bytes": split_info["num_bytes"]}
+    ]
+    info["download_size"] = split_info["download_size"]
+    info["dataset_size"] = split_info["num_bytes"]
+    return info
+
+
 def render_dataset_card(inputs: DatasetCardInputs) -> str:
     """The README.md text of the dataset (YAML metadata + markdown), from ``hub_cards/dataset_card.md.j2``."""
     total_documents = sum(row.documents for row in inputs.composition)
+    configs = [("default", inputs.data_glob)] + [(c.name, c.data_glob) for c in inputs.components]
     card_data = DatasetCardData(
         pretty_name=inputs.pretty_name,
         license=inputs.license,
@@ -109,20 +133,15 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         task_categories=list(inputs.prose.task_categories),
         tags=list(inputs.prose.tags),
         size_categories=[_size_category(total_documents)],
-        configs=[{"config_name": "default", "data_files": [{"split": "train", "path": inputs.data_glob}]}],
+        configs=[{"config_name": name, "data_files": [{"split": "train", "path": glob}]} for name, glob in configs],
     )
-    if inputs.split_info is not None:
-        card_data.dataset_info = {
-            "splits": [
-                {
-                    "name": "train",
-                    "num_examples": inputs.split_info["num_examples"],
-                    "num_bytes": inputs.split_info["num_bytes"],
-                }
-            ],
-            "download_size": inputs.split_info["download_size"],
-            "dataset_size": inputs.split_info["num_bytes"],
-        }
+    if inputs.split_info is not None and inputs.components:
+        # one entry per configuration: ``datasets`` keys the cache of each configuration on its own entry
+        card_data.dataset_info = [_dataset_info(inputs.split_info, "default")] + [
+            _dataset_info(component.split_info, component.name) for component in inputs.components
+        ]
+    elif inputs.split_info is not None:
+        card_data.dataset_info = _dataset_info(inputs.split_info)
     has_tokens = bool(inputs.composition) and all(row.tokens is not None for row in inputs.composition)
     has_weights = any(row.weight is not None for row in inputs.composition)
     environment = card_environment()
@@ -148,6 +167,7 @@ def render_dataset_card(inputs: DatasetCardInputs) -> str:
         description=inputs.prose.description.format(name=markdown_text(inputs.pretty_name)),
         build_command=inputs.prose.build_command.format(recipe=inputs.recipe),
         citation=inputs.prose.citation,
+        components=[(c.name, c.split_info["num_examples"]) for c in inputs.components],
     )
 
 

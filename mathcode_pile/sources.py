@@ -56,6 +56,8 @@ LOCAL_FORMATS = ("jsonl", "json", "parquet", "text", "markdown", "python", "note
 #: What a source holds; stages select rows by it (the code filter looks at ``code`` only, the classifier at web
 #: and math web text). ``web`` is general web text from which the classifier recalls math.
 SOURCE_KINDS = ("math_text", "web", "synthetic_math", "textbook", "code", "math_code", "other")
+#: A source name is also the name of its component's dataset configuration and data folder in the finished corpus.
+COMPONENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 @dataclass
@@ -86,8 +88,11 @@ class SourceSpec(ValidatedConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.name.strip() or any(ord(char) < 32 for char in self.name):
-            raise RecipeError(f"source {self.name!r}: 'name' must be a non-empty name on one line")
+        if not COMPONENT_NAME.fullmatch(self.name) or self.name == "default":
+            raise RecipeError(
+                f"source name {self.name!r} also names its dataset configuration: use letters, digits, '_', '.' or "
+                "'-' (and not 'default')"
+            )
         if self.path is not None and not self.path.strip():
             raise RecipeError(f"source '{self.name}': 'path' is empty; give a file, a folder or a glob")
         if (self.path is None) == (self.hub_id is None):

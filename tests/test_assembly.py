@@ -90,7 +90,12 @@ def test_assembly_counts_tokens_per_component_and_writes_a_valid_folder(tmp_path
         rows_per_shard=4,
         sections=[CardSection("Extra", "A section added by another stage.")],
     )
-    assert sorted(p.name for p in (output / "data").iterdir()) == [f"train-0000{i}-of-00003.parquet" for i in range(3)]
+    shards = sorted(str(p.relative_to(output / "data")) for p in (output / "data").rglob("*.parquet"))
+    assert shards == [  # one folder per component, 4 rows per shard: 7 owm rows make two shards
+        "code/train-00000-of-00001.parquet",
+        "owm/train-00000-of-00002.parquet",
+        "owm/train-00001-of-00002.parquet",
+    ]
     assert {p.name for p in (output / "plots").iterdir()} == {"funnel.png", "composition.png", "lengths.png"}
     tokenizer = load_tokenizer("embedded")
     expected = {
@@ -110,6 +115,45 @@ def test_assembly_counts_tokens_per_component_and_writes_a_valid_folder(tmp_path
     assemble_corpus(dataset.select(range(5)), stats, output, pretty_name="Test Pile", recipe="r.yaml",
                     kinds={"owm": "math_text"}, rows_per_shard=4, tokenizer=None)  # fmt: skip
     assert load_dataset(str(output), split="train")["id"] == dataset["id"][:5]
+    assert not (output / "data" / "code").exists()  # the rebuild has no code rows: no stale component is left
+
+
+def test_each_component_is_a_configuration_whose_rows_and_counts_match_the_card(tmp_path: Path) -> None:
+    rows = [("web_math", f"Page {i} adds {i} and {i}.", 1.0) for i in range(5)]
+    rows += [("translated_code", f"Step {i}\n```python\nprint({i} + {i})\n```", 1.0) for i in range(3)]
+    rows += [("textbook", "Chapter 1: limits.", 1.0), ("web_math", "One more page.", 1.0)]
+    dataset = corpus(rows)
+    output = assemble_corpus(
+        dataset, [StageStats(stage="load_sources", rows_in=10, rows_kept=10)], tmp_path / "pile",
+        pretty_name="Component Pile", recipe="r.yaml", kinds={"web_math": "web", "textbook": "textbook"},
+        rows_per_shard=2, tokenizer=None,
+    )  # fmt: skip
+    card_text = (output / "README.md").read_text()
+    card = validate_dataset_card(card_text, output)
+    configs = {entry["config_name"]: entry for entry in card.data.to_dict()["configs"]}
+    assert sorted(configs) == ["default", "textbook", "translated_code", "web_math"]
+    infos = {entry["config_name"]: entry for entry in card.data.to_dict()["dataset_info"]}
+    composition = {row["source"]: row["documents"] for row in json.loads((output / "composition.json").read_text())}
+    for component, expected_rows in (("web_math", 6), ("translated_code", 3), ("textbook", 1)):
+        loaded = load_dataset(str(output), component, split="train")
+        assert set(loaded["source"]) == {component}
+        assert loaded["id"] == [i for i, s in zip(dataset["id"], dataset["source"], strict=True) if s == component]
+        assert len(loaded) == expected_rows == composition[component]
+        assert infos[component]["splits"][0]["num_examples"] == expected_rows
+        assert f"| `{component}` | {expected_rows} |" in card_text
+    everything = load_dataset(str(output), split="train")
+    assert sorted(everything["id"]) == sorted(dataset["id"]) and infos["default"]["splits"][0]["num_examples"] == 10
+    assert 'load_dataset("' + str(output) + '", "textbook", split="train")' in card_text
+    # translated_code's kind is read from its rows' metadata (it is no source of the recipe)
+    assert "| translated_code | math_text | 3 |" in card_text
+
+    # a rebuild with different rows: every configuration loads the new rows, not what `datasets` cached before
+    smaller = dataset.filter(lambda row: row["source"] != "translated_code" and not row["id"].endswith("/9"))
+    assemble_corpus(smaller, [], output, pretty_name="Component Pile", recipe="r.yaml", kinds={}, rows_per_shard=2,
+                    tokenizer=None)  # fmt: skip
+    assert len(load_dataset(str(output), "web_math", split="train")) == 5
+    with pytest.raises(ValueError, match="translated_code"):
+        load_dataset(str(output), "translated_code", split="train")
 
 
 def write_basic_recipe(tmp_path: Path, repo_root: Path) -> Path:

@@ -61,8 +61,9 @@ def two_turn_conversation() -> list[Message]:
     ]
 
 
-def expected_trained_mask(input_ids: list[int], tokenizer: Any) -> list[bool]:
-    """Independent statement of the rule: assistant text/code blocks with their markers and the closing message end."""
+def expected_trained_mask(input_ids: list[int], tokenizer: Any, mask_execution: bool = True) -> list[bool]:
+    """Independent statement of the rule: assistant text/code blocks with their markers and the closing message end
+    (and, with ``mask_execution=False``, the assistant's execution blocks too)."""
     marker = {tokenizer.convert_tokens_to_ids(t): t for t in (SYSTEM_TOKEN, USER_TOKEN, ASSISTANT_TOKEN, TEXT_TOKEN,
                                                               CODE_TOKEN, EXECUTION_TOKEN, END_OF_BLOCK,
                                                               END_OF_MESSAGE)}  # fmt: skip
@@ -75,15 +76,16 @@ def expected_trained_mask(input_ids: list[int], tokenizer: Any) -> list[bool]:
             mask.append(False)
         elif token in (TEXT_TOKEN, CODE_TOKEN, EXECUTION_TOKEN):
             block = token
-            mask.append(role == ASSISTANT_TOKEN and token != EXECUTION_TOKEN)
+            mask.append(role == ASSISTANT_TOKEN and (token != EXECUTION_TOKEN or not mask_execution))
         elif token == END_OF_BLOCK:
-            mask.append(role == ASSISTANT_TOKEN and block != EXECUTION_TOKEN)
+            mask.append(role == ASSISTANT_TOKEN and (block != EXECUTION_TOKEN or not mask_execution))
             block = None
         elif token == END_OF_MESSAGE:
             mask.append(role == ASSISTANT_TOKEN)
             role = None
         else:
-            mask.append(role == ASSISTANT_TOKEN and block in (TEXT_TOKEN, CODE_TOKEN))
+            trained_blocks = (TEXT_TOKEN, CODE_TOKEN) if mask_execution else (TEXT_TOKEN, CODE_TOKEN, EXECUTION_TOKEN)
+            mask.append(role == ASSISTANT_TOKEN and block in trained_blocks)
     return mask
 
 
@@ -113,6 +115,23 @@ def test_exactly_text_and_code_tokens_and_their_markers_are_trained(lce_tokenize
         "60<",
     ):
         assert never_trained in ignored_text
+
+
+def test_execution_in_the_loss_trains_the_execution_blocks_too(lce_tokenizer: Any) -> None:
+    """MathCoder's ablation: ``mask_execution=False`` adds exactly the assistant's execution blocks to the loss."""
+    messages = two_turn_conversation()
+    masked = tokenize_conversation(messages, lce_tokenizer)
+    in_loss = tokenize_conversation(messages, lce_tokenizer, mask_execution=False)
+    assert in_loss.input_ids == masked.input_ids
+    mask = expected_trained_mask(in_loss.input_ids, lce_tokenizer, mask_execution=False)
+    assert [label != IGNORE_INDEX for label in in_loss.labels] == mask
+    added = [t for t, a, b in zip(in_loss.input_ids, in_loss.labels, masked.labels, strict=True) if a != b]
+    assert lce_tokenizer.decode(added) == (
+        "<|execution|>36\nsecret execution words<|endofblock|><|execution|>60<|endofblock|>"
+    )
+    ignored = lce_tokenizer.decode([t for t, lab in zip(in_loss.input_ids, in_loss.labels, strict=True)
+                                    if lab == IGNORE_INDEX])  # fmt: skip
+    assert "Tom has 3 boxes" in ignored and "And with 5 boxes" in ignored and "secret" not in ignored
 
 
 def test_a_bos_added_by_the_tokenizer_is_not_trained(lce_tokenizer: Any) -> None:

@@ -117,8 +117,11 @@ def test_kill_minus_9_then_rerun_gives_byte_identical_output(
         subprocess.run(command, check=True, capture_output=True)
         assert sum(proxy.completed_bodies.values()) == 8  # the uninterrupted build was answered from the cache alone
 
-    reference_files = sorted(p.name for p in (reference / "data").iterdir())
-    assert reference_files and reference_files == sorted(p.name for p in (resumed / "data").iterdir())
+    reference_files = sorted(str(p.relative_to(reference / "data")) for p in (reference / "data").rglob("*.parquet"))
+    assert reference_files == sorted(
+        str(p.relative_to(resumed / "data")) for p in (resumed / "data").rglob("*.parquet")
+    )
+    assert reference_files
     for name in reference_files:
         assert (reference / "data" / name).read_bytes() == (resumed / "data" / name).read_bytes()
     assert len(load_dataset(str(resumed), split="train")) == 8  # no document lost or doubled

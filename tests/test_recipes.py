@@ -1,6 +1,7 @@
 """Every recipe under ``recipes/`` is parsed by the parser its entry point uses, found by glob, dispatched on folder.
 
 Kinds: ``<Model>/cpt/*.yaml`` (continued pretraining, ``TrlParser``), ``<Model>/sft/*.yaml`` (LCE SFT),
+``<Model>/ablations/cpt_*.yaml`` / ``sft_*.yaml`` (the papers' ablations, parsed by the same two parsers),
 ``mathcode_pile/*.yaml`` (corpus builds), ``mathcode_instruct/*.yaml`` (LCE instruction data), ``eval/*.yaml``
 (evaluation suites), ``accelerate_configs/*.yaml`` (Accelerate's own loader). A recipe in any other place fails
 with a message saying where to add its parser.
@@ -46,6 +47,8 @@ def recipe_kind(path: Path) -> str:
         return parts[0]
     if len(parts) == 3 and parts[1] in ("cpt", "sft"):
         return parts[1]
+    if len(parts) == 3 and parts[1] == "ablations" and parts[2].split("_")[0] in ("cpt", "sft"):
+        return parts[2].split("_")[0] + "_ablation"
     return "unknown"
 
 
@@ -95,6 +98,8 @@ def parse_accelerate(path: Path) -> Any:
 PARSERS: dict[str, Callable[[Path], Any]] = {
     "cpt": parse_cpt,
     "sft": parse_sft,
+    "cpt_ablation": parse_cpt,
+    "sft_ablation": parse_sft,
     "mathcode_pile": parse_pile,
     "mathcode_instruct": parse_instruct,
     "eval": parse_eval,
@@ -114,7 +119,8 @@ def test_every_recipe_parses_with_its_real_parser(recipe: Path, monkeypatch: pyt
     if kind not in PARSERS:
         pytest.fail(
             f"{recipe.relative_to(REPO_ROOT)}: no parser for recipes in this place (kind '{kind}'); put it under "
-            "<Model>/cpt|sft/, mathcode_pile/, mathcode_instruct/, eval/ or accelerate_configs/, or add its parser "
+            "<Model>/cpt|sft/, <Model>/ablations/cpt_|sft_*, mathcode_pile/, mathcode_instruct/, eval/ or "
+            "accelerate_configs/, or add its parser "
             f"to PARSERS in {__file__}"
         )
     assert PARSERS[kind](recipe.relative_to(REPO_ROOT)) is not None

@@ -15,6 +15,7 @@ from aiohttp import web
 from datasets import Dataset, load_dataset
 
 from mathcode_pile.card import validate_dataset_card
+from mathcode_pile.config import RecipeError
 from mathcode_pile.pipeline import build_pile, parse_build_configs
 from mathcode_pile.runner import run_stage
 from mathcode_pile.stages.base import StageContext
@@ -79,12 +80,12 @@ def fixture_dataset() -> Dataset:
     )
 
 
-def run_chain(tmp_path: Path, keep_untranslated: bool = True) -> tuple[Dataset, list, StageContext]:
+def run_chain(tmp_path: Path, **render_config: object) -> tuple[Dataset, list, StageContext]:
     context = StageContext(work_dir=tmp_path / "work", extras={"output_dir": str(tmp_path / "out")})
     stages = [
         ParseComputationsStage(ParseComputationsConfig(), context),
         VerifyComputationsStage(VerifyComputationsConfig(verify_timeout_s=1.5, verify_workers=2), context),
-        RenderComputationsStage(RenderComputationsConfig(render_keep_untranslated=keep_untranslated), context),
+        RenderComputationsStage(RenderComputationsConfig(**render_config), context),  # type: ignore[arg-type]
     ]
     dataset, fingerprint, all_stats = fixture_dataset(), "fixture", []
     for index, stage in enumerate(stages):
@@ -95,7 +96,7 @@ def run_chain(tmp_path: Path, keep_untranslated: bool = True) -> tuple[Dataset, 
 
 
 def test_parse_verify_render_on_fixture_responses(tmp_path: Path) -> None:
-    dataset, stats, _ = run_chain(tmp_path)
+    dataset, stats, _ = run_chain(tmp_path, render_component=None)  # rendered in place
     parse_stats, verify_stats, render_stats = stats
     assert parse_stats.extra["funnel/computations/trains"] == 2
     assert parse_stats.extra["funnel/computations/shapes"] == 3
@@ -123,8 +124,51 @@ def test_parse_verify_render_on_fixture_responses(tmp_path: Path) -> None:
     assert rows["doc-code"]["text"] == "import sympy"
 
 
+def test_translated_code_is_a_component_beside_the_unchanged_documents(tmp_path: Path) -> None:
+    dataset, stats, context = run_chain(tmp_path)  # the default: render_component translated_code, paired
+    assert stats[2].rows_in == 8 and stats[2].rows_kept == 8 + 3  # every document, plus one row per translated one
+    assert stats[2].extra == {"documents_with_code": 3, "documents_without_code": 5, "rendered_rows": 3}
+    originals = {row["id"]: row for row in dataset if row["source"] != "translated_code"}
+    assert originals["doc-train"]["text"] == TRAIN_DOCUMENT  # the basic data keeps its own text
+    translated = {row["id"]: row for row in dataset if row["source"] == "translated_code"}
+    assert sorted(translated) == [f"doc-{name}#translated_code" for name in ("after", "shapes", "train")]
+    in_place, _, _ = run_chain(tmp_path / "in_place", render_component=None)
+    rendered_in_place = {row["id"]: row["text"] for row in in_place}
+    assert translated["doc-train#translated_code"]["text"] == rendered_in_place["doc-train"]
+    metadata = json.loads(translated["doc-train#translated_code"]["metadata"])
+    assert metadata["translated_from"] == "doc-train" and metadata["source_component"] == "trains"
+    assert metadata["render_mode"] == "paired" and metadata["kind"] == "math_code"
+    stage = RenderComputationsStage(RenderComputationsConfig(), context)  # starts an empty funnel
+    for stage_stats in stats:
+        FUNNEL.record(stage_stats)
+    card = stage.card_section(stats[2])
+    assert card is not None and "Rendering mode: `paired`" in card.body and "`translated_code`" in card.body
+
+
+@pytest.mark.parametrize("mode", ["code_only", "steps_only"])
+def test_the_card_says_which_render_mode_built_the_corpus(tmp_path: Path, mode: str) -> None:
+    dataset, stats, context = run_chain(tmp_path, render_mode=mode)
+    translated = [row for row in dataset if row["source"] == "translated_code"]
+    assert len(translated) == 3 and all(json.loads(row["metadata"])["render_mode"] == mode for row in translated)
+    assert all(("```python" in row["text"]) == (mode == "code_only") for row in translated)
+    assert all(("We compute" in row["text"]) == (mode == "steps_only") for row in translated)
+    stage = RenderComputationsStage(RenderComputationsConfig(render_mode=mode), context)
+    for stage_stats in stats:
+        FUNNEL.record(stage_stats)
+    card = stage.card_section(stats[2])
+    assert card is not None and f"Rendering mode: `{mode}`" in card.body
+
+
+def test_render_settings_that_cannot_name_a_configuration_are_refused() -> None:
+    with pytest.raises(RecipeError, match="render_mode must be one of"):
+        RenderComputationsConfig(render_mode="both")
+    with pytest.raises(RecipeError, match="cannot name a dataset configuration"):
+        RenderComputationsConfig(render_component="translated code")
+    assert RenderComputationsConfig(render_component="").render_component is None
+
+
 def test_untranslated_documents_can_be_dropped_and_the_card_gets_the_funnel(tmp_path: Path) -> None:
-    dataset, stats, context = run_chain(tmp_path, keep_untranslated=False)
+    dataset, stats, context = run_chain(tmp_path, render_component=None, render_keep_untranslated=False)
     assert sorted(dataset["id"]) == ["doc-after", "doc-shapes", "doc-train"]
     assert stats[2].dropped == {"no_verified_computation": 5}
     FUNNEL.reset()
@@ -255,11 +299,15 @@ def test_text_generation_route_chat_template_and_chunked_documents(
         assert prompt.rstrip().endswith("<|im_start|>assistant")
 
     dataset = load_dataset(str(output), split="train")
-    assert sorted(dataset["source"]) == ["aqua_rat", "aqua_rat", "code"]
-    translated = sorted((row for row in dataset if row["source"] == "aqua_rat"), key=lambda row: row["id"])
-    for row, pieces in zip(translated, chunks, strict=True):
+    assert sorted(dataset["source"]) == ["aqua_rat", "aqua_rat", "code", "translated_code", "translated_code"]
+    # the translated code is a configuration of its own: only its rows, as many as the card says
+    translated = load_dataset(str(output), "translated_code", split="train").sort("id")
+    originals = load_dataset(str(output), "aqua_rat", split="train").sort("id")
+    assert [row["id"] for row in translated] == [f"{row['id']}#translated_code" for row in originals]
+    assert "| `translated_code` | 2 |" in (output / "README.md").read_text()
+    for row, original, pieces in zip(translated, originals, chunks, strict=True):
         # the answers of all chunks are joined: three verified computations per chunk
-        assert row["text"].count("```python") == 3 * pieces
+        assert row["text"].count("```python") == 3 * pieces and "```python" not in original["text"]
         assert json.loads(row["metadata"])["translation"] == {"computations": 3 * pieces, "verified": 3 * pieces}
     stats = {s["stage"]: s for s in json.loads((output / "stats.json").read_text())}
     assert stats["translate"]["extra"]["funnel/documents/aqua_rat"] == 2

@@ -208,11 +208,13 @@ def parse_trl_recipe(classes: Sequence[type], argv: Sequence[str] | None = None)
 
 def global_batch_tokens(training_args: SFTConfig, num_processes: int) -> int:
     """Tokens per optimizer step when every packed row is full: rows per device × accumulation × processes × length."""
+    from training.batch_plan import tokens_per_step
+
     if training_args.max_length is None:
         raise RecipeError("max_length is not set")
-    return (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * num_processes
-        * training_args.max_length
+    return tokens_per_step(
+        training_args.per_device_train_batch_size,
+        training_args.gradient_accumulation_steps,
+        num_processes,
+        training_args.max_length,
     )

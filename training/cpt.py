@@ -42,6 +42,7 @@ from training.checkpoints import find_resume_checkpoint
 from training.config import CPTConfig, CPTScriptArguments, global_batch_tokens, parse_cpt_args
 from training.data import SourceReport, load_documents, sources_from_script_args
 from training.model_init import check_model_path, model_init_kwargs
+from training.run_info import write_run_info
 from training.tokenization import count_tokens_by_source, tokenize_dataset, tokenizer_adds_bos
 
 logger = logging.getLogger("training.cpt")
@@ -273,6 +274,13 @@ def run_cpt(
     if trainer.is_world_process_zero():
         (output_dir / DATA_STATS_FILE).write_text(
             json.dumps([r.to_dict() for r in reports], indent=2) + "\n", encoding="utf-8"
+        )
+        write_run_info(
+            output_dir,
+            trainer="training.cpt",
+            base_model=model_args.model_name_or_path or "",
+            training_data=[report.name for report in reports],
+            argv=argv,
         )
         card = write_model_card(
             output_dir, trainer, script_args, training_args, model_args, reports, tokenizer_adds_bos(tokenizer), argv

@@ -5,6 +5,10 @@ A source is what ``datasets.load_dataset`` accepts: a Hub id (``MathGenie/MathCo
 is the number of passes over it per epoch, the convention of pretraining mixtures (the Pile's "epochs" column):
 ``2.0`` repeats every document twice, ``0.5`` keeps a seeded random half. Empty documents are skipped and counted;
 a row whose text cannot be built is an error naming the source, the row and the field.
+
+A corpus built by ``mathcode-pile build`` has one configuration per component, so an ablation trains on any set of
+components of one build: ``name`` (or ``--dataset_config``) takes one configuration, a list of them, or a
+comma-separated string, and each becomes a source of its own, counted on its own in the model card.
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ class DataSource(ValidatedConfig):
     """One entry of ``dataset_mixture``: the arguments of ``load_dataset`` plus how to read text and its weight."""
 
     path: str = field(metadata={"help": "Hub id, local dataset folder, or builder name (json, parquet, ...)."})
-    name: str | None = field(default=None, metadata={"help": "Dataset configuration name."})
+    name: str | list[str] | None = field(
+        default=None,
+        metadata={"help": "Dataset configuration name, or several (a list or 'a,b'): one source per configuration."},
+    )
     data_dir: str | None = field(default=None, metadata={"help": "Sub-folder of the dataset to read."})
     data_files: str | list[str] | None = field(default=None, metadata={"help": "File(s) for a file builder."})
     split: str = field(default="train", metadata={"help": "Split to read."})
@@ -93,8 +100,20 @@ class SourceReport:
         return asdict(self)
 
 
+def config_names(name: str | list[str] | None) -> list[str | None]:
+    """The configurations a ``name`` selects: ``None`` (the default one), one name, a list or ``"a,b"``."""
+    if name is None:
+        return [None]
+    names = name if isinstance(name, list) else name.split(",")
+    selected = [item.strip() for item in names if item.strip()]
+    if not selected:
+        raise RecipeError(f"dataset configuration {name!r} names no configuration")
+    return list(selected)
+
+
 def parse_mixture(entries: list[dict[str, Any]], where: str = "dataset_mixture") -> list[DataSource]:
-    """Turn the recipe's list of mappings into sources; unknown keys are errors naming the entry."""
+    """Turn the recipe's list of mappings into sources (one per configuration an entry names); unknown keys are
+    errors naming the entry."""
     known = set(DataSource.__dataclass_fields__)
     sources = []
     for index, entry in enumerate(entries):
@@ -106,7 +125,8 @@ def parse_mixture(entries: list[dict[str, Any]], where: str = "dataset_mixture")
         if "path" not in entry:
             raise RecipeError(f"{where}[{index}]: 'path' is required")
         try:
-            sources.append(DataSource(**entry))
+            for config in config_names(DataSource(**entry).name):
+                sources.append(DataSource(**{**entry, "name": config}))
         except RecipeError as exc:
             raise RecipeError(f"{where}[{index}]: {exc}") from exc
     return sources
@@ -163,14 +183,21 @@ def load_source(
     """Load one source as columns ``text_field`` + ``source``, empty documents removed, weight applied."""
     name = source.display_name
     logger.info("loading training source %s (weight %s)", name, source.weight)
-    raw = load_dataset(
-        source.path,
-        name=source.name,
-        data_dir=source.data_dir,
-        data_files=source.data_files,
-        split=source.split,
-        revision=source.revision,
-    )
+    if isinstance(source.name, list):
+        raise RecipeError(f"source '{name}': one configuration per source (parse_mixture splits lists)")
+    try:
+        raw = load_dataset(
+            source.path,
+            name=source.name,
+            data_dir=source.data_dir,
+            data_files=source.data_files,
+            split=source.split,
+            revision=source.revision,
+        )
+    except ValueError as exc:
+        if source.name is None or "config" not in str(exc).lower():
+            raise
+        raise RecipeError(f"source '{name}': {exc}") from exc
     if source.text_template is None and source.text_field not in raw.column_names:
         raise RecipeError(
             f"source '{name}': no column '{source.text_field}' (columns: {raw.column_names}); "
@@ -232,5 +259,5 @@ def sources_from_script_args(
         builder = BUILDERS_BY_SUFFIX.get(Path(dataset_name).suffix) if Path(dataset_name).is_file() else None
         if builder is not None:  # a single local file: read it with its builder
             return [DataSource(path=builder, data_files=dataset_name, split=split, label=dataset_name)]
-        return [DataSource(path=dataset_name, name=dataset_config, split=split)]
+        return [DataSource(path=dataset_name, name=config, split=split) for config in config_names(dataset_config)]
     return parse_mixture(mixture)

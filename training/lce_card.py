@@ -50,6 +50,7 @@ def lce_hyperparameters(training_args: Any, model_args: Any) -> list[tuple[str, 
         ("precision", "bf16 mixed" if training_args.bf16 else "fp16 mixed" if training_args.fp16 else "fp32"),
         ("weights dtype at load", model_args.dtype),
         ("activation checkpointing", training_args.activation_checkpointing),
+        ("execution output in the loss", not getattr(training_args, "mask_execution", True)),
         ("seed", training_args.seed),
     ]  # fmt: skip
 
@@ -113,6 +114,8 @@ def write_lce_model_card(
             "tokens": counters["tokens"],
             "trained_tokens": counters["trained_tokens"],
             "context_length": training_args.max_length,
+            "mask_execution": getattr(training_args, "mask_execution", True),
+            "solution_format": getattr(script_args, "solution_format", "lce"),
             "hyperparameters": lce_hyperparameters(training_args, model_args),
             "global_steps": global_step,
             "epochs": round(epoch, 3),

@@ -13,6 +13,10 @@ per-example ``position_ids`` and training runs with ``use_cache=False``, so atte
 into another (MathCoder's "cross-question masking"). Examples longer than ``max_length`` are dropped and counted
 rather than truncated, since a cut answer teaches a solution without its end. Rerunning the same command resumes from
 the last complete checkpoint.
+
+MathCoder's ablations are settings of the same run: ``solution_format: cot | pot`` trains on the natural-language-only
+or code-only solutions derived from the same LCE solutions (:mod:`mathcode_pile.lce.variants`), and
+``mask_execution: false`` puts the execution output in the loss (:mod:`mathcode_pile.lce.labels`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 from trl import ModelConfig, ScriptArguments, SFTConfig, TrlParser
 
 from mathcode_pile.config import RecipeError, ValidatedConfig
+from mathcode_pile.lce.variants import SOLUTION_FORMATS
 from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
 from training.config import parse_trl_recipe
 
@@ -53,6 +58,14 @@ class LCEScriptArguments(ValidatedConfig, OverwriteOption, ScriptArguments):
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Use only the first N rows (smoke tests); default: all rows."}
     )
+    solution_format: str = field(
+        default="lce",
+        metadata={
+            "help": "Train on the solutions as LCE (text, code, execution), or derived from them as PoT (code and "
+            "execution only) or CoT (text only, execution results stated in words): MathCoder's ablation.",
+            "choices": list(SOLUTION_FORMATS),
+        },
+    )
     model_license: str = field(
         default="other", metadata={"help": "License identifier written in the model card (the base model's license)."}
     )
@@ -71,6 +84,8 @@ class LCEScriptArguments(ValidatedConfig, OverwriteOption, ScriptArguments):
             raise RecipeError(f"hardware_gpus must be >= 1, got {self.hardware_gpus}")
         if self.max_train_samples is not None and self.max_train_samples < 1:
             raise RecipeError(f"max_train_samples must be >= 1, got {self.max_train_samples}")
+        if self.solution_format not in SOLUTION_FORMATS:
+            raise RecipeError(f"solution_format must be one of {list(SOLUTION_FORMATS)}, got {self.solution_format!r}")
 
 
 @dataclass
@@ -98,6 +113,13 @@ class LCESFTConfig(SFTConfig):
     )
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "Deprecated alias of activation_checkpointing."}
+    )
+    mask_execution: bool = field(
+        default=True,
+        metadata={
+            "help": "Leave execution blocks out of the loss (MathCoder); false trains on the interpreter's output "
+            "too (the paper's ablation)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -198,12 +220,19 @@ def build_lce_trainer(
     model, tokenizer = load_lce_model_and_tokenizer(model_args)
     rows = load_lce_rows(script_args)
     train_dataset, counters = prepare_lce_dataset(
-        rows, tokenizer, max_length=training_args.max_length, num_proc=training_args.dataset_num_proc
+        rows,
+        tokenizer,
+        max_length=training_args.max_length,
+        num_proc=training_args.dataset_num_proc,
+        solution_format=script_args.solution_format,
+        mask_execution=training_args.mask_execution,
     )
     if len(train_dataset) == 0:
         raise RecipeError(f"no usable training example in {script_args.dataset_name}: {dict(counters)}")
     logger.info(
-        "LCE SFT data: %d of %d rows kept, %d tokens of which %d trained",
+        "LCE SFT data (%s solutions, execution %s): %d of %d rows kept, %d tokens of which %d trained",
+        script_args.solution_format,
+        "masked" if training_args.mask_execution else "in the loss",
         counters["rows_kept"],
         counters["rows_in"],
         counters["tokens"],
@@ -241,8 +270,20 @@ def train(argv: Sequence[str]) -> tuple[Path, list[tuple[int, float]]]:
     state = trainer.state
     if trainer.is_world_process_zero():
         from training.lce_card import write_lce_model_card
+        from training.run_info import dataset_label, write_run_info
 
         (output_dir / DATA_STATS_FILE).write_text(json.dumps(dict(sorted(counters.items())), indent=2) + "\n")
+        write_run_info(
+            output_dir,
+            trainer="training.sft_lce",
+            base_model=model_args.model_name_or_path or "",
+            training_data=[dataset_label(script_args.dataset_name, script_args.dataset_config)],
+            argv=argv,
+            settings={
+                "solution_format": script_args.solution_format,
+                "mask_execution": training_args.mask_execution,
+            },
+        )
         write_lce_model_card(
             output_dir, script_args, training_args, model_args, counters, argv,
             log_history=state.log_history, global_step=state.global_step, epoch=state.epoch or 0.0,

@@ -461,6 +461,7 @@ def build_instruct(configs: InstructConfigs, progress: Callable[[str], None] = l
         tokenizer=tokenizer,
         sections=[how_it_was_made(configs, teacher_stats, interpolation_stats, distill_stats)],
         prose=INSTRUCT_PROSE,
+        component_configs=False,  # one training set: its steps are provenance, not components to ablate
     )
     if config.push_to_hub:
         push_folder_to_hub(

@@ -10,6 +10,9 @@ A row is dropped with a reason rather than failing the whole run: ``invalid_form
 parse error), ``no_text_or_code`` (no block the model writes), ``too_long`` (more tokens than the context: packing
 would truncate the answer).
 Nothing is cut silently; the counts go to the run's statistics.
+
+For MathCoder's ablations the same rows can be trained as CoT or PoT solutions (``solution_format``, converted by
+:mod:`mathcode_pile.lce.variants`) and with execution output in the loss (``mask_execution=False``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from mathcode_pile.lce.format import LCEFormatError, Message, from_chat_messages, parse_conversation, text_message
 from mathcode_pile.lce.labels import LabelAlignmentError, tokenize_conversation
+from mathcode_pile.lce.variants import conversation_as
 from mathcode_pile.stages.base import DROP_COLUMN, Batch
 
 logger = logging.getLogger(__name__)
@@ -47,7 +51,14 @@ def has_model_written_block(messages: list[Message]) -> bool:
     )
 
 
-def tokenize_lce_batch(batch: Batch, tokenizer: Any, max_length: int | None, first_index: int = 0) -> Batch:
+def tokenize_lce_batch(
+    batch: Batch,
+    tokenizer: Any,
+    max_length: int | None,
+    first_index: int = 0,
+    solution_format: str = "lce",
+    mask_execution: bool = True,
+) -> Batch:
     """Batched ``Dataset.map`` function: ``input_ids``, ``labels`` and :data:`DROP_COLUMN` for every row."""
     columns = [name for name in SUPPORTED_COLUMNS if name in batch]
     if not columns:
@@ -60,8 +71,8 @@ def tokenize_lce_batch(batch: Batch, tokenizer: Any, max_length: int | None, fir
         labels: list[int] = []
         reason = None
         try:
-            messages = conversation_from_row(row)
-            example = tokenize_conversation(messages, tokenizer)
+            messages = conversation_as(conversation_from_row(row), solution_format)
+            example = tokenize_conversation(messages, tokenizer, mask_execution=mask_execution)
             input_ids, labels = example.input_ids, example.labels
             if not has_model_written_block(messages):
                 reason = "no_text_or_code"
@@ -77,11 +88,18 @@ def tokenize_lce_batch(batch: Batch, tokenizer: Any, max_length: int | None, fir
 
 
 def prepare_lce_dataset(
-    dataset: Any, tokenizer: Any, max_length: int | None, num_proc: int | None = None
+    dataset: Any,
+    tokenizer: Any,
+    max_length: int | None,
+    num_proc: int | None = None,
+    solution_format: str = "lce",
+    mask_execution: bool = True,
 ) -> tuple[Any, Counter[str]]:
     """Tokenize and label a ``datasets.Dataset``; returns the kept rows (``input_ids``, ``labels``) and counters."""
     tokenized = dataset.map(
-        lambda batch, indices: tokenize_lce_batch(batch, tokenizer, max_length, indices[0] if indices else 0),
+        lambda batch, indices: tokenize_lce_batch(
+            batch, tokenizer, max_length, indices[0] if indices else 0, solution_format, mask_execution
+        ),
         batched=True,
         with_indices=True,
         remove_columns=dataset.column_names,

@@ -15,6 +15,9 @@ text and code content                                  trained   the solution it
 BOS / tokens the tokenizer adds around the text        -100      not part of the conversation
 =====================================================  ========  ==================================================
 
+MathCoder's ablation also trains a model whose loss includes the execution results (``mask_execution=False``): the
+execution blocks, markers and output, then carry the loss like text and code; every other row of the table holds.
+
 Labels are aligned through the tokenizer's character offsets on the whole serialized string, so the token ids are
 exactly those the inference prompt produces (tokenizing piece by piece could merge differently at boundaries). Every
 boundary between a trained and an untrained span sits on a marker, and markers are atomic added tokens, so no token
@@ -51,8 +54,9 @@ class Segment:
     trained: bool
 
 
-def conversation_segments(messages: Sequence[Message]) -> list[Segment]:
-    """The serialized conversation cut into trained / untrained pieces following the table in the module docstring."""
+def conversation_segments(messages: Sequence[Message], mask_execution: bool = True) -> list[Segment]:
+    """The serialized conversation cut into trained / untrained pieces following the table in the module docstring
+    (``mask_execution=False``: execution blocks are trained too)."""
     segments: list[Segment] = []
     for message in messages:
         if message.role != "assistant":
@@ -60,7 +64,8 @@ def conversation_segments(messages: Sequence[Message]) -> list[Segment]:
             continue
         segments.append(Segment(ASSISTANT_TOKEN, trained=False))
         for block in message.blocks:
-            segments.append(Segment(serialize_block(block), trained=block.kind != "execution"))
+            trained = block.kind != "execution" or not mask_execution
+            segments.append(Segment(serialize_block(block), trained=trained))
         segments.append(Segment(END_OF_MESSAGE, trained=True))
     return segments
 
@@ -76,14 +81,14 @@ class TokenizedExample:
 
 
 def tokenize_conversation(
-    messages: Sequence[Message], tokenizer: Any, add_special_tokens: bool = True
+    messages: Sequence[Message], tokenizer: Any, add_special_tokens: bool = True, mask_execution: bool = True
 ) -> TokenizedExample:
     """Token ids of the serialized conversation plus labels (-100 where the model is not trained)."""
     if not any(message.role == "assistant" for message in messages):
         raise ValueError("a training conversation needs at least one assistant message")
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"LCE labels need a fast tokenizer (character offsets); got {type(tokenizer).__name__}")
-    segments = conversation_segments(messages)
+    segments = conversation_segments(messages, mask_execution)
     text = "".join(segment.text for segment in segments)
     starts: list[int] = []
     cursor = 0

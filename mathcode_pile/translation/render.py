@@ -4,6 +4,10 @@ Each verified computation becomes a short natural-language step (the conditions 
 its result) followed by its Python code (and, optionally, the output the code printed). The step is placed right
 after the line of the document that states its result (or, failing that, uses its numbers), so the text reads as the
 original reasoning with the code that checks it beside each step. Every line of the document is kept, in order.
+
+MathCoder2's ablations ask what the code and what the words contribute, so a step can be rendered three ways
+(:data:`RENDER_MODES`): ``paired`` (the step in words, then its code and output: the corpus the paper trains on),
+``code_only`` (the code and its output without the words) and ``steps_only`` (the words without the code).
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+
+#: How a verified computation is written into its document (see the module docstring).
+RENDER_MODES = ("paired", "code_only", "steps_only")
 
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:[.,]\d+)*(?![\w])")
 
@@ -41,15 +48,21 @@ def _as_math(text: str) -> str:
     return stripped if "$" in stripped else f"${stripped}$"
 
 
-def render_step(computation: dict[str, Any], include_output: bool = True) -> str:
-    """One computation as text: the step in words, then its code (and what the code printed)."""
+def render_step(computation: dict[str, Any], include_output: bool = True, mode: str = "paired") -> str:
+    """One computation as text: the step in words, then its code (and what the code printed), or one of the two alone
+    (``mode``, one of :data:`RENDER_MODES`); the output belongs to the code and is never written without it."""
+    if mode not in RENDER_MODES:
+        raise ValueError(f"unknown render mode {mode!r}; expected one of {list(RENDER_MODES)}")
     conditions = _inline_conditions(str(computation.get("conditions") or ""))
     expression = _as_math(str(computation["expression"]))
     result = str(computation["result"]).strip().rstrip(".")
     sentence = f"We compute {expression}, which gives {result}."
     if conditions and conditions.lower() not in ("none", "n/a"):
         sentence = f"Given: {conditions}. We compute {expression}, which gives {result}."
-    parts = [sentence, "```python", str(computation["code"]).rstrip(), "```"]
+    if mode == "steps_only":
+        return sentence
+    parts = [] if mode == "code_only" else [sentence]
+    parts += ["```python", str(computation["code"]).rstrip(), "```"]
     output = str(computation.get("exec_output") or "").strip()
     if include_output and output:
         parts += ["```output", output, "```"]
@@ -70,15 +83,17 @@ def _anchor_line(lines: Sequence[str], computation: dict[str, Any]) -> int | Non
     return best
 
 
-def interleave(document: str, computations: Sequence[dict[str, Any]], include_output: bool = True) -> str:
-    """The document with each computation's rendered step placed after the line it belongs to (unplaced ones at the
-    end), in the order the model listed them within a line."""
+def interleave(
+    document: str, computations: Sequence[dict[str, Any]], include_output: bool = True, mode: str = "paired"
+) -> str:
+    """The document with each computation's rendered step (:func:`render_step` in ``mode``) placed after the line it
+    belongs to (unplaced ones at the end), in the order the model listed them within a line."""
     lines = document.splitlines()
     after: dict[int, list[str]] = {}
     for computation in computations:
         anchor = _anchor_line(lines, computation)
         after.setdefault(len(lines) - 1 if anchor is None else anchor, []).append(
-            render_step(computation, include_output)
+            render_step(computation, include_output, mode)
         )
     pieces: list[str] = []
     for index, line in enumerate(lines):
