@@ -41,7 +41,7 @@ def run_build(capsys: pytest.CaptureFixture[str], *arguments: str) -> tuple[int,
 
 
 def output_rows(folder: Path) -> list[dict[str, Any]]:
-    files = sorted((folder / "data").glob("*.parquet"))
+    files = sorted((folder / "data").rglob("*.parquet"))
     assert files, f"no Parquet file in {folder / 'data'}"
     return pa.concat_tables([pq.read_table(path) for path in files]).to_pylist()
 

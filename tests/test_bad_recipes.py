@@ -51,7 +51,7 @@ BAD_RECIPES = [
      "a.jsonl}]\n", ["classifier_positive_sources", "nothere.jsonl"]),
     ("empty-dataset-name", SOURCE, "[]", "dataset_name: ''\n", ["dataset_name is empty"]),
     ("dataset-name-newline", SOURCE, "[]", 'dataset_name: "a\\nb"\n', ["dataset_name 'a\\nb'", "one line"]),
-    ("source-name-newline", '  - name: "a\\nb"\n    path: a.jsonl\n', "[]", "", ["'name' must be a non-empty name"]),
+    ("source-name-newline", '  - name: "a\\nb"\n    path: a.jsonl\n', "[]", "", ["names its dataset configuration"]),
 ]  # fmt: skip
 
 

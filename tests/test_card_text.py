@@ -28,23 +28,31 @@ def body_of(card_text: str) -> str:
 
 def test_hostile_names_build_and_render_as_literal_text(workspace: Path, capsys) -> None:
     """``$x^$`` is invalid mathtext (it used to fail the plots after every stage had run), ``|`` splits a table
-    cell, HTML and Jinja must show as written, and a name starting with ``_`` must still reach the legend."""
+    cell, HTML and Jinja must show as written. A source name also names a dataset configuration, so a hostile one
+    is refused up front; the dataset name is free text and must render as written."""
     write_recipe(
         workspace,
         sources=f"  - name: '{HOSTILE_SOURCE}'\n    path: a.jsonl\n",
-        extra="dataset_name: '<b>Pile</b> --- $5 | {{ x }}'\n",
+        extra="dataset_name: '<b>Pile</b> --- $x^$ | {{ x }} <script>'\n",
     )
     write_jsonl(workspace / "a.jsonl", [{"text": f"document {i} about numbers"} for i in range(3)])
     code, output = run_build(capsys)
+    assert code == 2 and "also names its dataset configuration" in output and "Traceback" not in output
+    write_recipe(
+        workspace,
+        sources="  - name: web.math-2_x\n    path: a.jsonl\n",
+        extra="dataset_name: '<b>Pile</b> --- $x^$ | {{ x }} <script>'\n",
+    )
+    code, output = run_build(capsys)
     assert code == 0, output
-    assert {row["source"] for row in output_rows(workspace / "out")} == {HOSTILE_SOURCE}
+    assert {row["source"] for row in output_rows(workspace / "out")} == {"web.math-2_x"}
     card_text = (workspace / "out" / "README.md").read_text(encoding="utf-8")
     validate_dataset_card(card_text, workspace / "out")
-    assert card_front_matter(card_text)["pretty_name"] == "<b>Pile</b> --- $5 | {{ x }}"
+    assert card_front_matter(card_text)["pretty_name"] == "<b>Pile</b> --- $x^$ | {{ x }} <script>"
     body = body_of(card_text)
-    assert "<script>" not in body and "<b>" not in body and "$x^$" not in body and "a|b" not in body
-    assert f"| {markdown_text(HOSTILE_SOURCE)} | math_text | 3 |" in body
-    assert "# &lt;b&gt;Pile&lt;/b&gt; --- \\$5 \\| {{ x }}" in body
+    assert "<script>" not in body and "<b>" not in body and "$x^$" not in body
+    assert "| web.math-2_x | math_text | 3 |" in body
+    assert "# &lt;b&gt;Pile&lt;/b&gt; --- \\$x^\\$ \\| {{ x }} &lt;script&gt;" in body
     assert (workspace / "out" / "plots" / "composition.png").stat().st_size > 0
 
 

@@ -40,7 +40,13 @@ def lm_eval_run(folder: Path, model: str, correct: dict[str, int], n: int = 40) 
         "results": {task: {"acc,none": right / n} for task, right in tasks.items()},
         "n-samples": {task: {"effective": n, "original": n} for task in tasks},
         "n-shot": dict.fromkeys(tasks, 4),
-        "samples": {},
+        "samples": {
+            task: [
+                {"doc_id": i, "doc": {"answer": "1"}, "filtered_resps": ["1" if i < right else "2"], "acc": i < right}
+                for i in range(n)
+            ]
+            for task, right in tasks.items()
+        },
     }
     write_outputs(EvalSuiteConfig(model=model), results, folder)
     return folder
