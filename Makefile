@@ -54,13 +54,18 @@ LCE_EVAL_MODEL = $(or $(LCE_EVAL_MODEL_$(MODEL)),$(MODEL))
 # a model trained here (a folder with trainer_state.json) keeps its results beside it, where its card looks for them
 LCE_EVAL_OUTPUT = $(if $(wildcard $(LCE_EVAL_MODEL)/trainer_state.json),$(LCE_EVAL_MODEL)/eval_lce,outputs/eval_lce/$(notdir $(patsubst %/,%,$(LCE_EVAL_MODEL))))
 LCE_EVAL_ARGS ?=
+# make gpu-wheels: what a GPU machine with torch, transformers 5.17+ and accelerate but no network lacks, as wheels
+# for its Python (3.12, manylinux x86_64) in .whl/ (ignored); recipes/README.md says how to install and run them
+GPU_WHEELS ?= trl==1.16.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+GPU_WHEELS_PYTHON ?= 3.12
+GPU_WHEELS_PLATFORMS := manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 
 # make ablation-smoke: two tiny LCE variants (execution output masked / in the loss) trained, evaluated, compared on CPU
 SMOKE_DIR ?= outputs/ablation-smoke
 SMOKE_LIMIT ?= 3
 SMOKE_EVAL_ARGS ?= --max_new_tokens_per_block 48 --max_blocks 4 --batch_size 8
 
-.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce ablation-smoke
+.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce ablation-smoke gpu-wheels
 
 help:
 	@echo "make install          create $(VENV) and install MathCode with every extra"
@@ -75,6 +80,7 @@ help:
 	@echo "make eval-lce MODEL=...   LCE inference with code execution on GSM8K, MATH, SVAMP, Mathematics, SimulEq"
 	@echo "make ablation-smoke   two tiny ablation variants trained, evaluated and compared on CPU"
 	@echo "make bench            performance scripts under benchmarks/"
+	@echo "make gpu-wheels       wheels the one-GPU check needs on a machine without network, into .whl/"
 
 install: $(VENV)/.installed
 
@@ -166,6 +172,11 @@ bench: install
 	$(BIN)/python benchmarks/train_throughput.py --config recipes/tiny-llama/cpt/config_full.yaml
 	$(BIN)/python benchmarks/lce_inference.py
 	$(BIN)/python benchmarks/grading.py
+
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \
+		--python-version $(GPU_WHEELS_PYTHON) $(addprefix --platform ,$(GPU_WHEELS_PLATFORMS)) -d .whl $(GPU_WHEELS)
+	@ls -l .whl/*.whl | awk '{ total += $$5; printf "%10d  %s\n", $$5, $$9 } END { printf "%10d  bytes in all (%.2f MiB)\n", total, total / 1048576 }'
 
 clean:
 	rm -rf data/mathcode_pile data/mathcode_pile_work outputs

@@ -9,9 +9,9 @@ leaves out the warm-up steps; each side runs ``--rounds`` times, alternating, an
 machine penalises both alike. The ratio trainer / bare is printed (goal >= 0.8).
 
 On a CUDA device the script also prints MFU: achieved model FLOPs per second over the device's peak (bf16 dense
-tensor throughput, looked up by device name or given with ``--peak_tflops``). Model FLOPs per token are
-6 x (parameters used in matrix products) plus, for attention, 6 x layers x hidden x document length, summed over
-the packed documents of the measured batches (causal, per document, as the varlen kernels compute it).
+tensor throughput, looked up by device name or given with ``--peak_tflops``). Model FLOPs per token are counted
+by ``training.throughput`` over the packed documents of the measured batches (dense products plus causal attention
+per document).
 """
 
 from __future__ import annotations
@@ -21,56 +21,17 @@ import logging
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, TrainerCallback
+from transformers import AutoModelForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from training.config import parse_cpt_args
 from training.cpt import prepare_run
-
-#: bf16 dense tensor-core peak, FLOP/s, by a substring of ``torch.cuda.get_device_name()``.
-PEAK_BF16_FLOPS = {
-    "H200": 989e12,
-    "H100 PCIe": 756e12,
-    "H100": 989e12,
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A10G": 70e12,
-    "L4": 121e12,
-}
-
-
-@dataclass
-class Throughput:
-    tokens: int
-    seconds: float
-
-    @property
-    def tokens_per_second(self) -> float:
-        return self.tokens / self.seconds if self.seconds > 0 else 0.0
-
-
-class StepTimer(TrainerCallback):
-    """Time and tokens seen at the end of every optimizer step (the trainer counts input tokens)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.marks: list[tuple[float, int]] = []
-
-    def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.marks.append((time.perf_counter(), int(state.num_input_tokens_seen)))
-        return control
-
-    def steady_state(self, warmup: int) -> Throughput:
-        (t0, n0), (t1, n1) = self.marks[warmup - 1], self.marks[-1]
-        return Throughput(n1 - n0, t1 - t0)
+from training.throughput import StepTimer, Throughput, flops_per_token, peak_flops
 
 
 def move(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -134,34 +95,6 @@ def run_bare_loop(
     return Throughput(tokens, time.perf_counter() - start)
 
 
-def matmul_parameters(model: Any) -> int:
-    """Parameters used in matrix products: all of them except an input embedding that is not also the LM head."""
-    total = sum(p.numel() for p in model.parameters())
-    embedding = model.get_input_embeddings().weight
-    tied = model.get_output_embeddings() is not None and model.get_output_embeddings().weight is embedding
-    return total if tied else total - embedding.numel()
-
-
-def flops_per_token(model: Any, batches: list[dict[str, Any]]) -> float:
-    config = model.config
-    dense = 6 * matmul_parameters(model)
-    attention, tokens = 0.0, 0
-    for batch in batches:
-        lengths = batch["cu_seq_lens_q"].diff().tolist() if "cu_seq_lens_q" in batch else [batch["input_ids"].shape[1]]
-        attention += sum(6 * config.num_hidden_layers * config.hidden_size * length**2 for length in lengths)
-        tokens += batch["input_ids"].numel()
-    return dense + attention / max(tokens, 1)
-
-
-def peak_flops(device: torch.device, override_tflops: float | None) -> float | None:
-    if override_tflops:
-        return override_tflops * 1e12
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8, help="measured optimizer steps per side")
@@ -219,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare loop:  {best_bare.tokens_per_second:,.0f} tokens/s (best of {args.rounds})")
     print(f"ratio SFTTrainer / bare loop: {ratio:.2f} (goal >= 0.8)")
 
-    peak = peak_flops(device, args.peak_tflops)
+    peak, peak_source = peak_flops(device, args.peak_tflops)
     if peak is None:
-        print("MFU: n/a (needs a CUDA device of known peak, or --peak_tflops)")
+        print(f"MFU: n/a ({peak_source})")
     else:
         model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **init_kwargs)
         per_token = flops_per_token(model, batches)

@@ -201,8 +201,14 @@ def prepare_run(
     training_args: CPTConfig,
     model_args: ModelConfig,
     callbacks: list[TrainerCallback] | None = None,
+    model: Any | None = None,
 ) -> PreparedRun:
-    """Tokenizer, data (loaded, tokenized, counted) and ``SFTTrainer``: everything before ``train()``."""
+    """Tokenizer, data (loaded, tokenized, counted) and ``SFTTrainer``: everything before ``train()``.
+
+    The model is loaded from ``model_name_or_path`` unless ``model`` is given: an instance built in memory (a
+    random-weight model of a published shape for a throughput check), which then trains in place, with the
+    tokenizer still read from ``model_name_or_path``.
+    """
     from training.trainer import CPTTrainer
 
     model_path = model_args.model_name_or_path or ""
@@ -231,16 +237,25 @@ def prepare_run(
         report.tokens = tokens_by_source.get(report.name, 0)
     logger.info("tokens per epoch: %s", {k: f"{v:,}" for k, v in tokens_by_source.items()})
 
-    extra_init = training_args.model_init_kwargs if isinstance(training_args.model_init_kwargs, dict) else None
-    training_args.model_init_kwargs = model_init_kwargs(model_args, extra_init)
+    if model is None:
+        extra_init = training_args.model_init_kwargs if isinstance(training_args.model_init_kwargs, dict) else None
+        training_args.model_init_kwargs = model_init_kwargs(model_args, extra_init)
     trainer = CPTTrainer(
-        model=model_path,
+        model=model_path if model is None else model,
         args=training_args,
         train_dataset=tokenized,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
     return PreparedRun(trainer, tokenizer, reports)
+
+
+def resume_checkpoint(training_args: CPTConfig) -> Path | None:
+    """Where a run continues from: ``resume_from_checkpoint`` when set, else the newest complete checkpoint in
+    ``output_dir`` (None for a fresh run)."""
+    if training_args.resume_from_checkpoint:
+        return Path(training_args.resume_from_checkpoint)
+    return find_resume_checkpoint(training_args.output_dir)
 
 
 def run_cpt(
@@ -258,8 +273,7 @@ def run_cpt(
     training_args.push_to_hub = False  # uploading is ours, after the card exists (see training.hub)
     prepared = prepare_run(script_args, training_args, model_args, callbacks)
     trainer, tokenizer, reports = prepared.trainer, prepared.tokenizer, prepared.reports
-    resume = Path(training_args.resume_from_checkpoint) if training_args.resume_from_checkpoint else None
-    resume = resume or find_resume_checkpoint(output_dir)
+    resume = resume_checkpoint(training_args)
     if resume is not None:
         logger.info("resuming from %s", resume)
     train_result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -3,7 +3,9 @@
 A first-order model, good to a few GB, for choosing hardware before a launch:
 
 - model states: 16 bytes per parameter (bf16 weights and gradients, fp32 master weights and two Adam moments),
-  divided by the number of GPUs under ZeRO-3 / FSDP full sharding, whole on every GPU under DDP;
+  divided by the number of GPUs under ZeRO-3 / FSDP full sharding, whole on every GPU under DDP; a run without a
+  sharding engine that loads the weights in bf16 keeps no fp32 copy, and PyTorch's AdamW holds its moments in the
+  weights' dtype: 8 bytes per parameter (``state_bytes_per_parameter``);
 - gathered weights under sharding: two of the largest parameter blocks (embedding or one decoder layer) in bf16,
   the one computing and the one being prefetched;
 - activations: with activation checkpointing, each layer's input (2·b·s·h bytes) plus one layer recomputed
@@ -19,10 +21,12 @@ The architectures are the base models' published configs, so the estimate needs 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GIB = 1024**3
 OVERHEAD_BYTES = 3 * GIB
@@ -39,6 +43,19 @@ class ModelShape:
     num_attention_heads: int
     num_key_value_heads: int
     tie_word_embeddings: bool = False
+
+    @classmethod
+    def from_config(cls, config: Any) -> ModelShape:
+        """The shape of a transformers config (``LlamaConfig`` and the like)."""
+        return cls(
+            num_layers=config.num_hidden_layers,
+            hidden_size=config.hidden_size,
+            intermediate_size=config.intermediate_size,
+            vocab_size=config.vocab_size,
+            num_attention_heads=config.num_attention_heads,
+            num_key_value_heads=config.num_key_value_heads or config.num_attention_heads,
+            tie_word_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        )
 
     @property
     def layer_parameters(self) -> int:
@@ -95,9 +112,10 @@ def estimate_memory(
     activation_bytes: int = 2,
     overhead: int = OVERHEAD_BYTES,
     fused_lm_head: bool = True,
+    state_bytes_per_parameter: int = 16,
 ) -> MemoryEstimate:
     """Bytes per device for one training step; ``shards`` is the GPU count under ZeRO-3 / FSDP, 1 under DDP."""
-    states = 16 * shape.parameters // shards
+    states = state_bytes_per_parameter * shape.parameters // shards
     gathered = 0 if shards == 1 else 2 * 2 * max(shape.layer_parameters, shape.embedding_parameters)
     tokens_by_width = micro_batch * seq_len * shape.hidden_size
     per_layer = 34 * tokens_by_width * activation_bytes // 2
@@ -108,6 +126,19 @@ def estimate_memory(
     if not fused_lm_head:
         activations += 8 * micro_batch * seq_len * shape.vocab_size
     return MemoryEstimate(states, gathered, activations, overhead)
+
+
+def layers_that_fit(shape: ModelShape, budget_bytes: int, **estimate_kwargs: Any) -> tuple[int, MemoryEstimate]:
+    """The most decoder layers of ``shape`` (full width) whose :func:`estimate_memory` stays within ``budget_bytes``.
+
+    Returns 0 layers and the one-layer estimate when not even one layer fits. ``estimate_kwargs`` are those of
+    :func:`estimate_memory` after the shape.
+    """
+    for layers in range(shape.num_layers, 0, -1):
+        estimate = estimate_memory(dataclasses.replace(shape, num_layers=layers), **estimate_kwargs)
+        if estimate.total <= budget_bytes:
+            return layers, estimate
+    return 0, estimate_memory(dataclasses.replace(shape, num_layers=1), **estimate_kwargs)
 
 
 def estimate_recipe_memory(recipe: str | Path) -> tuple[MemoryEstimate, str]:
