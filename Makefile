@@ -65,7 +65,33 @@ SMOKE_DIR ?= outputs/ablation-smoke
 SMOKE_LIMIT ?= 3
 SMOKE_EVAL_ARGS ?= --max_new_tokens_per_block 48 --max_blocks 4 --batch_size 8
 
-.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce ablation-smoke gpu-wheels
+# make post-train MODEL=<short name> DATA=cot|tir: MathCoder2's post-training on NuminaMath-CoT / NuminaMath-TIR
+DATA ?= tir
+POST_MODEL_DIR_llama3 := Llama-3-8B
+POST_MODEL_DIR_deepseekmath := DeepSeekMath-7B-base
+POST_MODEL_DIR_mistral := Mistral-7B-v0.1
+POST_MODEL_DIR_codellama := CodeLlama-7B
+POST_MODEL_DIR_mathcoder2-llama3 := MathCoder2-Llama-3-8B
+POST_MODEL_DIR_mathcoder2-deepseekmath := MathCoder2-DeepSeekMath-7B
+POST_MODEL_DIR_mathcoder2-mistral := MathCoder2-Mistral-7B
+POST_MODEL_DIR_mathcoder2-codellama := MathCoder2-CodeLlama-7B
+POST_MODEL_DIR_smollm2 := SmolLM2-135M-Instruct
+POST_MODEL_DIR_tiny := tiny-llama
+POST_RECIPE = recipes/$(POST_MODEL_DIR_$(MODEL))/sft/config_numina_$(DATA).yaml
+# mathcoder2-*: the continued-pretraining output of `make train` (outputs/MathCoder2-*) when it exists, else the
+# released Hub model the recipe names; BASE_MODEL=<folder or Hub id> overrides either
+BASE_MODEL ?=
+POST_LOCAL_CPT = $(if $(filter mathcoder2-%,$(MODEL)),outputs/$(POST_MODEL_DIR_$(MODEL)))
+POST_BASE = $(or $(BASE_MODEL),$(if $(wildcard $(POST_LOCAL_CPT)/config.json),$(POST_LOCAL_CPT)))
+POST_TRAIN_ARGS ?=
+# make eval-tir / eval-cot MODEL=<folder|hub id|smollm2> [BACKEND=hf|endpoint] [BASE_URL=...] [LIMIT=N]
+POST_EVAL_MODEL_smollm2 := outputs/models/smollm2
+POST_EVAL_MODEL = $(or $(POST_EVAL_MODEL_$(MODEL)),$(MODEL))
+# a model post-trained here keeps its results beside it, where its card looks for them
+POST_EVAL_OUTPUT = $(if $(wildcard $(POST_EVAL_MODEL)/trainer_state.json),$(POST_EVAL_MODEL)/eval_$(1),outputs/eval_$(1)/$(notdir $(patsubst %/,%,$(POST_EVAL_MODEL))))
+POST_EVAL_ARGS ?=
+
+.PHONY: help install pile instruct eval test quality style bench clean train train-lce eval-lce post-train eval-tir eval-cot ablation-smoke gpu-wheels
 
 help:
 	@echo "make install          create $(VENV) and install MathCode with every extra"
@@ -79,6 +105,9 @@ help:
 	@echo "make train-lce MODEL=...  MathCoder LCE SFT (tiny, smollm2, llama2, codellama)"
 	@echo "make eval-lce MODEL=...   LCE inference with code execution on GSM8K, MATH, SVAMP, Mathematics, SimulEq"
 	@echo "make ablation-smoke   two tiny ablation variants trained, evaluated and compared on CPU"
+	@echo "make post-train MODEL=... DATA=cot|tir  SFT on NuminaMath-CoT / -TIR (llama3 ... codellama, mathcoder2-*, smollm2, tiny)"
+	@echo "make eval-tir MODEL=...   tool-integrated evaluation (code runs) on GSM8K, MATH, SAT-Math, OCW, MMLU-Math"
+	@echo "make eval-cot MODEL=...   the same prompts without code execution"
 	@echo "make bench            performance scripts under benchmarks/"
 	@echo "make gpu-wheels       wheels the one-GPU check needs on a machine without network, into .whl/"
 
@@ -150,6 +179,29 @@ endif
 		$(if $(LIMIT),--limit $(LIMIT)) $(if $(EVAL_DATA),--data_dir $(EVAL_DATA)) \
 		$(if $(BASE_URL),--llm_endpoint $(BASE_URL)) $(LCE_EVAL_ARGS)
 
+post-train: install
+	@test -n "$(POST_MODEL_DIR_$(MODEL))" || { echo "unknown MODEL=$(MODEL); choose one of: llama3 deepseekmath mistral codellama mathcoder2-llama3 mathcoder2-deepseekmath mathcoder2-mistral mathcoder2-codellama smollm2 tiny"; exit 2; }
+	@test "$(DATA)" = cot || test "$(DATA)" = tir || { echo "unknown DATA=$(DATA); choose cot or tir"; exit 2; }
+ifneq ($(filter $(MODEL),$(LOCAL_MODELS)),)
+	$(BIN)/python -m training.local_models $(MODEL)
+	$(BIN)/python -m training.sft_lce --config $(POST_RECIPE) $(if $(POST_BASE),--model_name_or_path $(POST_BASE)) $(POST_TRAIN_ARGS)
+else
+	$(BIN)/accelerate launch --config_file $(ACCELERATE_CONFIG) -m training.sft_lce --config $(POST_RECIPE) $(if $(POST_BASE),--model_name_or_path $(POST_BASE)) $(POST_TRAIN_ARGS)
+endif
+
+define post_eval
+$(if $(filter smollm2,$(MODEL)),$(BIN)/python -m training.local_models smollm2 &&) $(BIN)/python -m evaluation.tir_eval --mode $(1) --model $(POST_EVAL_MODEL) \
+	--output_dir $(call POST_EVAL_OUTPUT,$(1)) --backend $(if $(BASE_URL),endpoint,$(BACKEND)) \
+	$(if $(LIMIT),--limit $(LIMIT)) $(if $(EVAL_DATA),--data_dir $(EVAL_DATA)) \
+	$(if $(BASE_URL),--llm_endpoint $(BASE_URL)) $(POST_EVAL_ARGS)
+endef
+
+eval-tir: install
+	$(call post_eval,tir)
+
+eval-cot: install
+	$(call post_eval,cot)
+
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -172,6 +224,7 @@ bench: install
 	$(BIN)/python benchmarks/train_throughput.py --config recipes/tiny-llama/cpt/config_full.yaml
 	$(BIN)/python benchmarks/lce_inference.py
 	$(BIN)/python benchmarks/grading.py
+	$(BIN)/python benchmarks/lce_inference.py --syntax fenced
 
 gpu-wheels:
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --implementation cp \

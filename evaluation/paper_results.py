@@ -49,6 +49,34 @@ PAPER_FAMILIES: tuple[PaperFamily, ...] = (
 )
 
 
+#: The post-training data of MathCoder2 (arXiv 2410.08196, its post-training experiments): each base model and its
+#: MathCoder2 model are fine-tuned on NuminaMath-CoT and on NuminaMath-TIR and evaluated after it.
+POST_TRAINING_DATA = {"cot": "NuminaMath-CoT", "tir": "NuminaMath-TIR"}
+POST_TRAINING_REFERENCE = (
+    "MathCoder2 (Lu et al., 2024, arXiv 2410.08196), post-training table: base and MathCoder2 models fine-tuned on "
+    "NuminaMath-CoT / NuminaMath-TIR"
+)
+#: Post-training accuracies (percent) by (base model family, "base" or "mathcoder2", "cot" or "tir"), each with the
+#: table and row of the paper it is read from. Empty: we could not read the figures from a source we can cite, so
+#: every cell prints "—" until one is added here with its table and row, e.g.
+#: ``("Llama-3-8B", "mathcoder2", "tir"): {"math": ..., "gsm8k": ...}  # Table N, row "MathCoder2-Llama-3-8B-TIR"``.
+POST_TRAINING_FIGURES: dict[tuple[str, str, str], dict[str, float]] = {}
+
+
+def post_training_family(family: PaperFamily, data: str) -> PaperFamily:
+    """The family's rows of the post-training table for ``data`` (``cot`` or ``tir``), named by what was trained on."""
+    if data not in POST_TRAINING_DATA:
+        raise ValueError(f"unknown post-training data '{data}'; choose from {sorted(POST_TRAINING_DATA)}")
+    suffix = f" + {POST_TRAINING_DATA[data]}"
+    return PaperFamily(
+        family.base_name + suffix,
+        family.mathcoder2_name + suffix,
+        family.patterns,
+        base=dict(POST_TRAINING_FIGURES.get((family.base_name, "base", data), {})),
+        mathcoder2=dict(POST_TRAINING_FIGURES.get((family.base_name, "mathcoder2", data), {})),
+    )
+
+
 def find_paper_family(model: str) -> PaperFamily | None:
     """The paper's model family a model path or Hub id belongs to (``meta-llama/Meta-Llama-3-8B`` -> Llama-3-8B).
 

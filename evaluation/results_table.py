@@ -101,7 +101,7 @@ def render_table_from_results(path: str | Path) -> str:
 
     This is what a model card embeds: same scores, intervals, paper columns and notes as the run's ``results.md``.
     """
-    from evaluation.paper_results import paper_family_by_name
+    from evaluation.paper_results import POST_TRAINING_REFERENCE, paper_family_by_name, post_training_family
 
     payload = json.loads(Path(path).read_text(encoding="utf-8"))
     block = payload.get("mathcode") if isinstance(payload, dict) else None
@@ -109,6 +109,10 @@ def render_table_from_results(path: str | Path) -> str:
         raise ValueError(f"{path}: no 'mathcode' block (not written by evaluation.run_eval)")
     run = block.get("run", {})
     family = paper_family_by_name(block["paper_family"]) if block.get("paper_family") else None
+    reference = PAPER_REFERENCE
+    if family is not None and block.get("paper_post_training"):
+        family = post_training_family(family, block["paper_post_training"])
+        reference = POST_TRAINING_REFERENCE
     model = str(run.get("model", "this model")).rstrip("/")
     return render_results_table(
         load_scores(path),
@@ -116,6 +120,7 @@ def render_table_from_results(path: str | Path) -> str:
         family=family,
         limit=run.get("limit"),
         unscored=block.get("unscored") or {},
+        reference=reference,
     )
 
 
@@ -129,10 +134,12 @@ def render_results_table(
     family: PaperFamily | None = None,
     limit: int | None = None,
     unscored: Mapping[str, str] | None = None,
+    reference: str = PAPER_REFERENCE,
 ) -> str:
     """Markdown: one row per benchmark with this run's accuracy and 95% CI, then the paper's figures for the family.
 
-    ``—`` marks a figure the paper does not report (or that we could not confirm); ``limit`` adds a note that this
+    ``—`` marks a figure the paper does not report (or that we could not confirm); ``reference`` names the paper's
+    table the family's figures come from (the post-training one for TIR / CoT runs); ``limit`` adds a note that this
     run scored only the first problems of each test set, while the paper's figures cover the full sets;
     ``unscored`` maps tasks that ran but could not be scored to the reason, printed under the table.
     """
@@ -152,7 +159,7 @@ def render_results_table(
         lines.append("| " + " | ".join(cells) + " |")
     notes = ["", "Accuracy in percent; the interval is the Wilson 95% confidence interval of this run."]
     if family is not None:
-        notes.append(f"Paper figures: {PAPER_REFERENCE}; — means not reported there or not confirmed by us.")
+        notes.append(f"Paper figures: {reference}; — means not reported there or not confirmed by us.")
     for task, reason in sorted((unscored or {}).items()):
         benchmark = task.removeprefix(TASK_PREFIX)
         notes.append(f"{BENCHMARK_TITLES.get(benchmark, benchmark)}: not scored: {reason}.")

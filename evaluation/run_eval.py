@@ -199,8 +199,10 @@ def display_name(model: str) -> str:
     return Path(reference).name if Path(reference).is_dir() else reference
 
 
-def default_output_dir(model: str) -> Path:
-    return Path("outputs") / "eval" / re.sub(r"[^A-Za-z0-9._-]+", "_", display_name(model))
+def default_output_dir(model: str, folder: str = "eval") -> Path:
+    """``outputs/<folder>/<model name>``: ``eval`` for this suite, ``eval_tir`` / ``eval_cot`` for the post-training
+    evaluations."""
+    return Path("outputs") / folder / re.sub(r"[^A-Za-z0-9._-]+", "_", display_name(model))
 
 
 def run_lm_eval(config: EvalSuiteConfig, model_ref: str) -> dict[str, Any]:

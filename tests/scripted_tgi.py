@@ -11,7 +11,13 @@ its script gets HTTP 422, so a loop that builds its prompt wrongly fails loudly,
 request is answered as the raw prompt ``<|user|><|text|>{last user message}<|endofblock|><|assistant|>``. Every
 prompt received is appended to a JSON-lines log the test reads.
 
-Usage: ``python tests/scripted_tgi.py --scripts scripts.json --port-file port.txt --log prompts.jsonl [--strip-stops]``
+With ``--fences MARKER`` the scripts are fenced Markdown (tool-integrated reasoning in a chat template): the question
+is the scripted one found last in the prompt, the assistant part starts after the last ``MARKER`` (the chat template's
+generation prompt), what the interpreter appended after each ```` ```output ```` fence is removed, and the end of a
+script is the end of the turn (TGI's ``eos_token``, ``stop`` on ``/v1/completions``), as a model ends its answer.
+
+Usage: ``python tests/scripted_tgi.py --scripts scripts.json --port-file port.txt --log prompts.jsonl [--strip-stops]
+[--fences MARKER]``
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from aiohttp import web
 EXECUTION_BLOCK = re.compile(r"<\|execution\|>.*?<\|endofblock\|>", re.DOTALL)
 USER_TEXT = re.compile(r"<\|user\|><\|text\|>(.*?)<\|endofblock\|>", re.DOTALL)
 STOPS = ("<|endofblock|>", "<|endofmessage|>")
+#: In fenced scripts: what the loop appends after the ```output marker (the output, its closing fence, a newline).
+INTERPRETER_OUTPUT = re.compile(r"(?<=```output)\n.*?\n```\n", re.DOTALL)
 
 
 #: Key of the scripts file holding the answers to problem-writing prompts (those ending in this cue).
@@ -70,7 +78,26 @@ def next_piece(scripts: dict[str, Any], prompt: str, stops: list[str], seed: int
     return rest[: min(ends)], "stop_sequence"
 
 
-def build_app(scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_s: float) -> web.Application:
+def next_fenced_piece(scripts: dict[str, Any], prompt: str, stops: list[str], marker: str) -> tuple[str, str] | None:
+    """The continuation of a fenced-Markdown prompt along its script, and the finish reason (``eos_token`` at the
+    script's end)."""
+    found = [(prompt.rfind(question), question) for question in scripts if question in prompt]
+    if not found or marker not in prompt:
+        return None
+    script = scripts[max(found)[1]]
+    written = INTERPRETER_OUTPUT.sub("", prompt.rsplit(marker, 1)[1])
+    if not script.startswith(written):
+        return None
+    rest = script[len(written) :]
+    ends = [rest.find(stop) + len(stop) for stop in stops if stop in rest]
+    if not ends:
+        return rest, "eos_token"
+    return rest[: min(ends)], "stop_sequence"
+
+
+def build_app(
+    scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_s: float, fences: str | None = None
+) -> web.Application:
     in_flight = 0
 
     async def answer(prompt: str, parameters: dict[str, object]) -> tuple[str, str, str] | None:
@@ -83,6 +110,12 @@ def build_app(scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_
             await asyncio.sleep(delay_s)  # a model takes time: lets concurrent requests overlap
         finally:
             in_flight -= 1
+        if fences is not None:
+            piece = next_fenced_piece(scripts, prompt, list(parameters.get("stop") or []), fences)  # type: ignore[call-overload]
+            if piece is None:
+                return None
+            text, reason = piece
+            return text, reason, text[-len("```output") :] if reason == "stop_sequence" else ""
         stops = list(parameters.get("stop") or STOPS)  # type: ignore[call-overload]
         piece = next_piece(scripts, prompt, stops, int(parameters.get("seed") or 0))  # type: ignore[call-overload]
         if piece is None and ANY_KEY in scripts:
@@ -114,9 +147,9 @@ def build_app(scripts: dict[str, Any], log_path: Path, strip_stops: bool, delay_
         result = await answer(body["prompt"], parameters)
         if result is None:
             return off_script()
-        text, _, matched = result
+        text, reason, matched = result
         text = text[: len(text) - len(matched)]
-        choice = {"index": 0, "text": text, "finish_reason": "stop" if matched else "length"}
+        choice = {"index": 0, "text": text, "finish_reason": "stop" if matched or reason == "eos_token" else "length"}
         usage = {"prompt_tokens": len(body["prompt"]) // 4, "completion_tokens": max(1, len(text) // 4)}
         return web.json_response({"object": "text_completion", "choices": [choice], "usage": usage})
 
@@ -193,12 +226,15 @@ def main() -> None:
     parser.add_argument("--log", type=Path, required=True)
     parser.add_argument("--strip-stops", action="store_true", help="leave the matched stop marker out of the text")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds each request takes")
+    parser.add_argument(
+        "--fences", default=None, help="fenced-Markdown scripts; the chat template's generation prompt"
+    )
     args = parser.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)  # connections made before the app starts wait in the backlog
     scripts = json.loads(args.scripts.read_text(encoding="utf-8"))
-    app = build_app(scripts, args.log, args.strip_stops, args.delay)
+    app = build_app(scripts, args.log, args.strip_stops, args.delay, args.fences)
 
     async def announce_port(_: web.Application) -> None:
         args.port_file.write_text(str(sock.getsockname()[1]), encoding="utf-8")

@@ -13,6 +13,7 @@ from datasets import Dataset
 from mathcode_pile.lce.dataset import conversation_from_row, prepare_lce_dataset
 from mathcode_pile.lce.format import Block, Message, build_conversation
 from mathcode_pile.lce.labels import IGNORE_INDEX
+from mathcode_pile.lce.syntax import LCESyntax
 from mathcode_pile.lce.tokens import add_lce_tokens
 from mathcode_pile.lce.variants import SOLUTION_FORMATS, conversation_as, solution_blocks
 
@@ -73,7 +74,7 @@ def test_the_three_formats_train_on_the_same_problems(lce_tokenizer: Any, repo_r
     rows.append({"messages": [{"role": r, "content": [{"type": "text", "content": c}]} for r, c in no_code]})
     dataset = Dataset.from_list([{"messages": row["messages"]} for row in rows])
     prepared = {
-        solution_format: prepare_lce_dataset(dataset, lce_tokenizer, max_length=512, solution_format=solution_format)
+        solution_format: prepare_lce_dataset(dataset, lce_tokenizer, 512, syntax=LCESyntax(solution_format))
         for solution_format in SOLUTION_FORMATS
     }
     for solution_format, (_, counters) in prepared.items():
@@ -90,5 +91,5 @@ def test_the_three_formats_train_on_the_same_problems(lce_tokenizer: Any, repo_r
     assert "<|code|>" not in cot_trained and "This gives" in cot_trained
     pot_trained = lce_tokenizer.decode([t for t in prepared["pot"][0][0]["labels"] if t != IGNORE_INDEX])
     assert pot_trained.startswith("<|code|>") and "<|text|>" not in pot_trained
-    _, counters = prepare_lce_dataset(dataset, lce_tokenizer, max_length=512, mask_execution=False)
+    _, counters = prepare_lce_dataset(dataset, lce_tokenizer, 512, syntax=LCESyntax(mask_execution=False))
     assert counters["trained_tokens"] > prepared["lce"][1]["trained_tokens"]

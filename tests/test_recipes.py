@@ -178,3 +178,19 @@ def test_recipes_readme_rows_and_paths() -> None:
     named = set(re.findall(r"`((?:recipes|training|benchmarks|hub_cards)/[^`\s]+)`", readme))
     missing = sorted(p for p in named if "<" not in p and not (REPO_ROOT / p).exists())
     assert not missing, f"recipes/README.md names missing paths: {missing}"
+
+
+def test_make_post_train_models_map_to_recipes_with_readme_rows() -> None:
+    """Each ``make post-train MODEL=`` short name has a CoT and a TIR recipe, each with a README row and command."""
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    folders = dict(re.findall(r"^POST_MODEL_DIR_([\w-]+) := (\S+)$", makefile, flags=re.MULTILINE))
+    assert len(folders) == 10 and {"llama3", "mathcoder2-llama3", "smollm2", "tiny"} <= set(folders)
+    readme = (RECIPES_DIR / "README.md").read_text(encoding="utf-8")
+    for name, folder in folders.items():
+        for data in ("cot", "tir"):
+            recipe = RECIPES_DIR / folder / "sft" / f"config_numina_{data}.yaml"
+            assert recipe.is_file(), f"make post-train MODEL={name} DATA={data} has no recipe {recipe}"
+            if name not in ("smollm2", "tiny"):
+                named = f"`recipes/{folder}/sft/config_numina_{data}.yaml`"
+                rows = [line for line in readme.splitlines() if named in line]
+                assert rows and f"make post-train MODEL={name} DATA={data}" in rows[0]

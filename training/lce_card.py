@@ -1,8 +1,12 @@
-"""The model card of an LCE SFT run (``hub_cards/lce_model_card.md.j2``), rendered and validated offline.
+"""The model card of an SFT run of ``training.sft_lce``, rendered and validated offline.
 
 It shares the continued-pretraining card's machinery (loss points and plot, offline validation, Hub id test) and
-states what is particular to LCE: the block format, what carries a loss, the data rows kept and dropped, and the
-LCE evaluation table beside MathCoder's Table 2 when ``<output_dir>/eval_lce/results.json`` exists.
+states what is particular to the format: for LCE (``hub_cards/lce_model_card.md.j2``) the block format, what carries a
+loss, the data rows kept and dropped, and the LCE evaluation table beside MathCoder's Table 2 when
+``<output_dir>/eval_lce/results.json`` exists; for post-training in the chat format
+(``hub_cards/post_training_model_card.md.j2``) the chat template, the masking of interpreter output, the data, and the
+TIR / CoT evaluation tables when ``<output_dir>/eval_tir/results.json`` / ``eval_cot/results.json`` exist (written by
+``make eval-tir`` / ``make eval-cot`` on the model folder; rerunning the training command then refreshes the card).
 """
 
 from __future__ import annotations
@@ -22,7 +26,10 @@ from training.card import LOSS_PLOT, is_hub_model_id, loss_points, plot_loss_cur
 logger = logging.getLogger(__name__)
 
 TEMPLATE = "lce_model_card.md.j2"
+POST_TRAINING_TEMPLATE = "post_training_model_card.md.j2"
 EVAL_RESULTS = Path("eval_lce") / "results.json"
+#: Evaluations of a post-trained model, by the folder ``make eval-tir`` / ``make eval-cot`` write into it.
+POST_TRAINING_EVALS = {"eval_tir": "tool-integrated (code runs)", "eval_cot": "chain-of-thought (no execution)"}
 
 
 def framework_versions() -> list[tuple[str, str]]:
@@ -55,10 +62,22 @@ def lce_hyperparameters(training_args: Any, model_args: Any) -> list[tuple[str, 
     ]  # fmt: skip
 
 
-def render_lce_model_card(values: dict[str, Any]) -> str:
+def render_lce_model_card(values: dict[str, Any], template: str = TEMPLATE) -> str:
     """Render the template; ``values`` holds every variable it uses (StrictUndefined catches a missing one)."""
     environment = card_environment()
-    return environment.get_template(TEMPLATE).render(**values)
+    return environment.get_template(template).render(**values)
+
+
+def post_training_eval_tables(output_dir: Path) -> list[tuple[str, str]]:
+    """(what was run, markdown table) for each TIR / CoT evaluation saved in the model folder."""
+    from evaluation.results_table import render_table_from_results
+
+    tables = []
+    for folder, label in POST_TRAINING_EVALS.items():
+        path = output_dir / folder / "results.json"
+        if path.is_file():
+            tables.append((label, render_table_from_results(path)))
+    return tables
 
 
 def write_lce_model_card(
@@ -74,6 +93,7 @@ def write_lce_model_card(
 ) -> Path:
     """Write ``README.md`` (and the loss plot) into ``output_dir`` and validate it against the folder."""
     from evaluation.lce.report import load_results, render_comparison_table
+    from mathcode_pile.lce.tir_demo import demo_provenance
 
     model_name = (training_args.hub_model_id or output_dir.name).split("/")[-1]
     base_model_path = model_args.model_name_or_path or ""
@@ -85,18 +105,21 @@ def write_lce_model_card(
     if points:
         plot_loss_curve(points, output_dir / LOSS_PLOT, f"{model_name}: training loss")
         loss_plot = LOSS_PLOT
+    chat = getattr(script_args, "conversation_format", "lce") == "chat"
     eval_table = None
-    if (output_dir / EVAL_RESULTS).is_file():
+    if not chat and (output_dir / EVAL_RESULTS).is_file():
         eval_table = render_comparison_table(load_results(output_dir / EVAL_RESULTS))
+    tags = ["math", "mathcoder2", "tool-integrated-reasoning"] if chat else ["math", "mathcoder", "lce"]
     card_data = ModelCardData(
         license=script_args.model_license,
         language=["en"],
         library_name="transformers",
         pipeline_tag="text-generation",
-        tags=["math", "mathcoder", "lce", "code-interpreter", "sft", "trl"],
+        tags=[*tags, "code-interpreter", "sft", "trl"],
         base_model=base_model,
         datasets=[dataset_hub_id] if dataset_hub_id else None,
     )
+    chat_template = getattr(training_args, "chat_template_path", None)
     text = render_lce_model_card(
         {
             "card_data": card_data.to_yaml(),
@@ -124,7 +147,11 @@ def write_lce_model_card(
             "eval_table": eval_table,
             "command": " ".join(["python -m training.sft_lce", *(shlex.quote(arg) for arg in argv)]),
             "versions": framework_versions(),
-        }
+            "chat_template": Path(chat_template).name if chat_template else None,
+            "dataset_provenance": demo_provenance(dataset_name),
+            "eval_tables": post_training_eval_tables(output_dir) if chat else [],
+        },
+        POST_TRAINING_TEMPLATE if chat else TEMPLATE,
     )
     path = output_dir / "README.md"
     path.write_text(text, encoding="utf-8")

@@ -1,9 +1,16 @@
-"""LCE supervised fine-tuning (MathCoder): teach a base model to write text and code blocks, never execution output.
+"""Supervised fine-tuning of code-executing models: teach a model to write text and code, never execution output.
 
 Usage::
 
-    python -m training.sft_lce --config recipes/CodeLlama-7b/sft/config_lce.yaml
+    python -m training.sft_lce --config recipes/CodeLlama-7B/sft/config_lce.yaml
     accelerate launch --config_file recipes/accelerate_configs/zero3.yaml -m training.sft_lce --config ...
+    accelerate launch ... -m training.sft_lce --config recipes/Llama-3-8B/sft/config_numina_tir.yaml
+
+Two conversation formats, one training path (``conversation_format``): ``lce`` (MathCoder, below) and ``chat``, the
+post-training of MathCoder2 on NuminaMath-CoT / NuminaMath-TIR: conversations rendered by the model's chat template
+(``chat_template_path`` names one for base models that have none), loss on the assistant turns only, and in TIR
+answers every ```` ```output ```` block written by the interpreter at -100, by the same label code
+(:mod:`mathcode_pile.lce.syntax`). No tokens are added in that format.
 
 Steps: the LCE markers are added to the tokenizer and the embedding matrix grows with rows set to the mean embedding
 (:mod:`mathcode_pile.lce.tokens`); every conversation is tokenized once with a ``labels`` column that is -100 on the
@@ -73,9 +80,19 @@ class LCEScriptArguments(ValidatedConfig, OverwriteOption, ScriptArguments):
         default=False,
         metadata={"help": "With push_to_hub: stage the upload folder and list its files without uploading."},
     )
+    conversation_format: str = field(
+        default="lce",
+        metadata={
+            "help": "lce: MathCoder's marker blocks (tokens added); chat: the model's chat template with ```python / "
+            "```output fences (NuminaMath-CoT / -TIR), loss on assistant turns, interpreter output at -100.",
+            "choices": ["lce", "chat"],
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.conversation_format not in ("lce", "chat"):
+            raise RecipeError(f"conversation_format must be 'lce' or 'chat', got {self.conversation_format!r}")
         if not self.dataset_name:
             raise RecipeError("dataset_name is required: a Hub id, a dataset folder or a .jsonl/.json/.parquet file")
         if self.dataset_streaming:
@@ -123,6 +140,8 @@ class LCESFTConfig(SFTConfig):
     )
 
     def __post_init__(self) -> None:
+        if self.chat_template_path is not None:
+            self.chat_template_path = str(resolve_chat_template(self.chat_template_path))
         if self.packing and self.packing_strategy != "bfd":
             raise RecipeError(
                 f"LCE SFT packs whole examples: packing_strategy must be 'bfd' (got {self.packing_strategy!r})"
@@ -138,6 +157,19 @@ class LCESFTConfig(SFTConfig):
 
 
 CONFIG_CLASSES: tuple[type, ...] = (LCEScriptArguments, LCESFTConfig, ModelConfig)
+
+
+def resolve_chat_template(path: str) -> Path:
+    """A chat template file as named in a recipe: from the working directory, else from the repository root."""
+    from mathcode_pile.paths import REPO_ROOT
+
+    candidate = Path(path)
+    if candidate.suffix not in (".jinja", ".j2"):
+        raise RecipeError(f"chat_template_path {path}: name a .jinja template file")
+    for folder in (Path.cwd(), REPO_ROOT):
+        if (folder / candidate).is_file():
+            return (folder / candidate).resolve()
+    raise RecipeError(f"chat_template_path {path}: file not found (relative paths are read from the repository root)")
 
 
 def parse_lce_args(argv: Sequence[str] | None = None) -> tuple[LCEScriptArguments, LCESFTConfig, ModelConfig]:
@@ -191,8 +223,11 @@ def load_lce_rows(script_args: LCEScriptArguments) -> Any:
     return rows
 
 
-def load_lce_model_and_tokenizer(model_args: ModelConfig) -> tuple[Any, Any]:
-    """Base model and tokenizer with the LCE markers added (embedding rows at the mean) and stops on block ends."""
+def load_lce_model_and_tokenizer(
+    model_args: ModelConfig, conversation_format: str = "lce", chat_template_path: str | None = None
+) -> tuple[Any, Any]:
+    """Base model and tokenizer, ready for the format: LCE markers added (embedding rows at the mean) with stops on
+    block ends, or the chat template set (from ``chat_template_path`` when the recipe names one)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mathcode_pile.lce.tokens import prepare_lce_model_and_tokenizer, stop_token_ids
@@ -201,11 +236,19 @@ def load_lce_model_and_tokenizer(model_args: ModelConfig) -> tuple[Any, Any]:
     check_model_path(model_args.model_name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision)
     model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, **model_init_kwargs(model_args))
-    prepare_lce_model_and_tokenizer(model, tokenizer)
+    if conversation_format == "lce":
+        prepare_lce_model_and_tokenizer(model, tokenizer)
+        # Generation with the saved model (transformers, TGI) then ends a step on <|endofblock|> / <|endofmessage|>.
+        model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    elif chat_template_path is not None:
+        tokenizer.chat_template = Path(chat_template_path).read_text(encoding="utf-8")
+    elif not tokenizer.chat_template:
+        raise RecipeError(
+            f"{model_args.model_name_or_path} has no chat template: set chat_template_path in the recipe "
+            "(e.g. training/chat_templates/user_assistant.jinja)"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # Generation with the saved model (transformers, TGI) then ends a step on <|endofblock|> / <|endofmessage|>.
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
     return model, tokenizer
 
 
@@ -216,21 +259,29 @@ def build_lce_trainer(
     from trl import SFTTrainer
 
     from mathcode_pile.lce.dataset import prepare_lce_dataset
+    from mathcode_pile.lce.syntax import syntax_for
 
-    model, tokenizer = load_lce_model_and_tokenizer(model_args)
+    model, tokenizer = load_lce_model_and_tokenizer(
+        model_args, script_args.conversation_format, training_args.chat_template_path
+    )
     rows = load_lce_rows(script_args)
     train_dataset, counters = prepare_lce_dataset(
         rows,
         tokenizer,
         max_length=training_args.max_length,
         num_proc=training_args.dataset_num_proc,
-        solution_format=script_args.solution_format,
-        mask_execution=training_args.mask_execution,
+        syntax=syntax_for(
+            script_args.conversation_format,
+            tokenizer,
+            solution_format=script_args.solution_format,
+            mask_execution=training_args.mask_execution,
+        ),
     )
     if len(train_dataset) == 0:
         raise RecipeError(f"no usable training example in {script_args.dataset_name}: {dict(counters)}")
     logger.info(
-        "LCE SFT data (%s solutions, execution %s): %d of %d rows kept, %d tokens of which %d trained",
+        "SFT data (%s format, %s solutions, execution %s): %d of %d rows kept, %d tokens of which %d trained",
+        script_args.conversation_format,
         script_args.solution_format,
         "masked" if training_args.mask_execution else "in the loss",
         counters["rows_kept"],
@@ -280,6 +331,10 @@ def train(argv: Sequence[str]) -> tuple[Path, list[tuple[int, float]]]:
             training_data=[dataset_label(script_args.dataset_name, script_args.dataset_config)],
             argv=argv,
             settings={
+                "conversation_format": script_args.conversation_format,
+                "chat_template": Path(training_args.chat_template_path).name
+                if training_args.chat_template_path
+                else None,
                 "solution_format": script_args.solution_format,
                 "mask_execution": training_args.mask_execution,
             },
@@ -313,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"training.sft_lce: error: {exc}", file=sys.stderr)
         return 2
     first, last = (losses[0][1], losses[-1][1]) if losses else (float("nan"), float("nan"))
-    print(f"LCE SFT done: loss {first:.4f} -> {last:.4f}; model, tokenizer and card in {output_dir}")
+    print(f"SFT done: loss {first:.4f} -> {last:.4f}; model, tokenizer and card in {output_dir}")
     return 0
 
 

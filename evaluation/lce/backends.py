@@ -1,8 +1,10 @@
-"""Where LCE blocks come from: a local transformers model, or a served model through the project's LLM client.
+"""Where generations come from: a local transformers model, or a served model through the project's LLM client.
 
-A backend continues a raw prompt by one block: it stops on ``<|endofblock|>`` / ``<|endofmessage|>`` (or the model's
-EOS), or at ``max_new_tokens``. It never shortens the prompt: servers that truncate from the left (TGI's ``truncate``,
-which MathCoder's released loop set) would silently cut the question away once a solution grows. Instead the backend
+A backend continues a raw prompt by one step: it stops on the stop strings of the block syntax it is given
+(``<|endofblock|>`` / ``<|endofmessage|>`` for LCE, the ```` ```output ```` fence for fenced Markdown, none for
+chain-of-thought) or the model's EOS, or at ``max_new_tokens``. It never shortens the prompt: servers that truncate
+from the left (TGI's ``truncate``, which MathCoder's released loop set) would silently cut the question away once a
+solution grows. Instead the backend
 reports how many tokens the prompt takes, and the inference loop ends a solution whose prompt fills the context.
 """
 
@@ -14,18 +16,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mathcode_pile.lce.format import (
-    CODE_TOKEN,
-    END_OF_BLOCK,
-    END_OF_MESSAGE,
-    EXECUTION_TOKEN,
-    LCE_SPECIAL_TOKENS,
-    TEXT_TOKEN,
-)
+from mathcode_pile.lce.syntax import LCE_SYNTAX
 
 logger = logging.getLogger(__name__)
 
-STOP_MARKERS = [END_OF_BLOCK, END_OF_MESSAGE]
 #: Finish reasons that mean "a stop marker or EOS ended the text" across TGI ("stop_sequence", "eos_token") and
 #: OpenAI-compatible servers ("stop").
 STOPPED_REASONS = frozenset(
@@ -52,17 +46,20 @@ class GenerationBackend(Protocol):
     async def generate(self, prompt: str, max_new_tokens: int) -> Generation: ...
 
 
-#: How a generated block may begin; anything else is malformed and not worth more tokens.
-BLOCK_OPENERS = (TEXT_TOKEN, CODE_TOKEN, EXECUTION_TOKEN, END_OF_MESSAGE)
-
-
-def starts_like_a_block(text: str) -> bool:
+def starts_like_a_block(text: str, openers: tuple[str, ...] = LCE_SYNTAX.block_openers) -> bool:
     """True while ``text`` (leading whitespace aside) is, or may still become, the start of a block."""
     text = text.lstrip()
-    return any(text.startswith(opener) or opener.startswith(text) for opener in BLOCK_OPENERS)
+    return any(text.startswith(opener) or opener.startswith(text) for opener in openers)
 
 
-def make_block_start_criteria(tokenizer: Any, prompt_width: int) -> Any:
+def add_special_tokens_for(tokenizer: Any, prompt: str) -> bool:
+    """Whether tokenizing ``prompt`` should add the tokenizer's specials: not when a chat template already wrote the
+    BOS, which would then appear twice."""
+    bos = getattr(tokenizer, "bos_token", None)
+    return not (bos and prompt.startswith(bos))
+
+
+def make_block_start_criteria(tokenizer: Any, prompt_width: int, openers: tuple[str, ...]) -> Any:
     """A stopping criterion ending each sequence whose first tokens cannot open a block.
 
     A trained LCE model always starts a block with a marker; a model that does not (an untuned base model in a smoke
@@ -71,7 +68,7 @@ def make_block_start_criteria(tokenizer: Any, prompt_width: int) -> Any:
     import torch
     from transformers import StoppingCriteria
 
-    longest = max(len(opener) for opener in BLOCK_OPENERS)
+    longest = max(len(opener) for opener in openers)
 
     class BlockStartCriteria(StoppingCriteria):
         def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
@@ -79,10 +76,20 @@ def make_block_start_criteria(tokenizer: Any, prompt_width: int) -> Any:
             for row in input_ids[:, prompt_width:].tolist():
                 text = tokenizer.decode(row, skip_special_tokens=True)
                 decided = len(text.lstrip()) >= longest
-                verdicts.append(not decided and not starts_like_a_block(text))
+                verdicts.append(not decided and not starts_like_a_block(text, openers))
             return torch.tensor(verdicts, dtype=torch.bool, device=input_ids.device)
 
     return BlockStartCriteria()
+
+
+def end_of_turn_ids(tokenizer: Any, model: Any) -> list[int]:
+    """Token ids that end a model's turn: the tokenizer's EOS and every EOS of the model's generation config."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for token_id in configured if isinstance(configured, list) else [configured]:
+        if token_id is not None and token_id not in ids:
+            ids.append(int(token_id))
+    return ids
 
 
 class TransformersBackend:
@@ -90,9 +97,10 @@ class TransformersBackend:
 
     Problems solved at the same time queue their next block; the queue is drained in batches of up to
     ``max_batch_size`` left-padded prompts, one ``generate`` call each, run off the event loop. Each sequence stops on
-    its own: on the LCE end markers when the tokenizer has them as tokens (an LCE-trained model), else on the marker
-    strings (any other model, e.g. for smoke tests of the loop). A sequence whose first characters cannot open a block
-    is stopped early (``stop_malformed_starts``).
+    its own: on the syntax's markers when the tokenizer has them as tokens (an LCE-trained model), else on its stop
+    strings (the output fence; LCE markers of any other model, e.g. for smoke tests of the loop), and on the model's
+    end-of-turn tokens. A sequence whose first characters cannot open a block of a syntax that has block openers is
+    stopped early (``stop_malformed_starts``).
     """
 
     #: How long a batch waits for more problems to queue a block (their code may be finishing).
@@ -106,6 +114,7 @@ class TransformersBackend:
         dtype: str = "auto",
         max_batch_size: int = 8,
         stop_malformed_starts: bool = True,
+        syntax: Any = LCE_SYNTAX,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -120,14 +129,17 @@ class TransformersBackend:
         model_positions = getattr(self.model.config, "max_position_embeddings", None) or context_length
         self.context_length = min(context_length, int(model_positions))
         self.max_batch_size = max_batch_size
-        self.stop_malformed_starts = stop_malformed_starts
+        self.syntax = syntax
+        self.stop_malformed_starts = stop_malformed_starts and bool(syntax.block_openers)
+        self.stop_strings = list(syntax.stop_strings)
         vocabulary = self.tokenizer.get_vocab()
-        self.has_markers = all(token in vocabulary for token in LCE_SPECIAL_TOKENS)
+        self.has_markers = bool(syntax.marker_tokens) and all(token in vocabulary for token in syntax.marker_tokens)
         if self.has_markers:
             self.stop_ids = stop_token_ids(self.tokenizer)
         else:
-            logger.warning("%s has no LCE marker tokens: stopping on marker strings instead", model_name_or_path)
-            self.stop_ids = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+            if syntax.marker_tokens:
+                logger.warning("%s has no LCE marker tokens: stopping on marker strings instead", model_name_or_path)
+            self.stop_ids = end_of_turn_ids(self.tokenizer, self.model)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.stop_ids[0]
         self._pending: list[tuple[str, int, asyncio.Future[Generation]]] = []
         self._drainer: asyncio.Task[None] | None = None
@@ -135,7 +147,7 @@ class TransformersBackend:
         self.batch_sizes: list[int] = []
 
     def _encode(self, prompt: str) -> list[int]:
-        return self.tokenizer(prompt)["input_ids"]
+        return self.tokenizer(prompt, add_special_tokens=add_special_tokens_for(self.tokenizer, prompt))["input_ids"]
 
     def count_tokens(self, prompt: str) -> int | None:
         return len(self._encode(prompt))
@@ -148,7 +160,7 @@ class TransformersBackend:
                 text = self.tokenizer.decode(new_ids[: position + 1], skip_special_tokens=True)
                 return Generation(text=text, stopped=True)
         text = self.tokenizer.decode([t for t in new_ids if t != self.pad_id], skip_special_tokens=True)
-        ends = [text.find(marker) + len(marker) for marker in STOP_MARKERS if marker in text]
+        ends = [text.find(marker) + len(marker) for marker in self.stop_strings if marker in text]
         if ends:
             return Generation(text=text[: min(ends)], stopped=True)
         return Generation(text=text, stopped=False)
@@ -169,10 +181,10 @@ class TransformersBackend:
             "eos_token_id": self.stop_ids or None,
             "pad_token_id": self.pad_id,
         }
-        if not self.has_markers:
-            kwargs.update(stop_strings=STOP_MARKERS, tokenizer=self.tokenizer)
+        if not self.has_markers and self.stop_strings:
+            kwargs.update(stop_strings=self.stop_strings, tokenizer=self.tokenizer)
         if self.stop_malformed_starts:
-            kwargs["stopping_criteria"] = [make_block_start_criteria(self.tokenizer, width)]
+            kwargs["stopping_criteria"] = [make_block_start_criteria(self.tokenizer, width, self.syntax.block_openers)]
         with self._lock, torch.inference_mode():
             output = self.model.generate(input_ids, attention_mask=attention_mask, **kwargs)
         self.batch_sizes.append(len(requests))
@@ -223,6 +235,7 @@ class EndpointBackend:
         tokenizer: Any | None = None,
         temperature: float = 0.0,
         seed: int = 0,
+        syntax: Any = LCE_SYNTAX,
     ) -> None:
         if client.config.llm_mode not in RAW_PROMPT_MODES:
             raise ValueError(
@@ -235,20 +248,24 @@ class EndpointBackend:
         # sampled solutions (self-distillation) differ by seed, which is part of the request cache key
         self.temperature = temperature
         self.seed = seed
+        self.stop_strings = list(syntax.stop_strings)
 
     def count_tokens(self, prompt: str) -> int | None:
         if self.tokenizer is None:
             return None
-        return len(self.tokenizer(prompt)["input_ids"])
+        encoded = self.tokenizer(prompt, add_special_tokens=add_special_tokens_for(self.tokenizer, prompt))
+        return len(encoded["input_ids"])
 
     async def generate(self, prompt: str, max_new_tokens: int) -> Generation:
         response = await self.client.generate(
             prompt=prompt,
             max_new_tokens=max_new_tokens,
             temperature=self.temperature,
-            stop=list(STOP_MARKERS),
+            stop=list(self.stop_strings),
             seed=self.seed,
         )
         text = response.text
-        stopped = (response.finish_reason or "") in STOPPED_REASONS or text.endswith(tuple(STOP_MARKERS))
+        stopped = (response.finish_reason or "") in STOPPED_REASONS or (
+            bool(self.stop_strings) and text.endswith(tuple(self.stop_strings))
+        )
         return Generation(text=text, stopped=stopped)

@@ -1,14 +1,17 @@
-"""The LCE inference loop: generate a block, run it when it is code, append the output, repeat.
+"""The inference loop of code-executing models: generate, run the code, append the output, repeat.
 
-For each problem: the prompt is MathCoder's (empty system turn, the question, ``<|assistant|>``). The backend writes
-one block and stops on ``<|endofblock|>``; a code block is executed in that problem's own stateful Python session
-(variables persist from block to block, as in a notebook) and its output is appended as an execution block; the
-model then writes the next block, until it closes the message with ``<|endofmessage|>``, reaches the block cap
-(32, the paper's), or the prompt fills the context. The question is never cut: the prompt is never shortened, a
-block's token budget shrinks to fit instead, and a solution that no longer fits ends as ``context_full``.
-
-Servers differ in whether returned text keeps the stop marker (TGI does, OpenAI-compatible servers do not), so the
-grammar decides: a non-empty generation ended by a stop is a finished block, an empty one is the end of the message.
+One engine serves every block syntax (:mod:`mathcode_pile.lce.syntax`): MathCoder's LCE blocks and the fenced
+```` ```python ```` / ```` ```output ```` Markdown of tool-integrated models (TIR), or no execution at all
+(chain-of-thought). For each problem the syntax writes the prompt (LCE: empty system turn, the question,
+``<|assistant|>``; fenced: the model's chat template). The backend continues it until a stop string of the syntax
+(``<|endofblock|>`` / ``<|endofmessage|>``, or the output fence) or the end of the turn; the syntax reads the
+generation. Code to run goes to that problem's own stateful Python session (variables persist from block to block, as
+in a notebook, opened at the first code block) and its output is appended in the syntax's execution form; the model
+then goes on, until it ends its answer, reaches the block cap (32, MathCoder's), exceeds the code-call cap
+(``max_code_calls``, ``call_cap``), leaves a code fence open (``unclosed_code``), or the prompt fills the context. The
+question is never cut: the prompt is never shortened, a generation's token budget shrinks to fit instead, and a
+solution that no longer fits ends as ``context_full``. Nothing waits without a bound: every generation has a token
+budget and every code run a wall-time limit.
 """
 
 from __future__ import annotations
@@ -23,17 +26,10 @@ from typing import Any, Protocol
 
 from evaluation.lce.backends import GenerationBackend
 from mathcode_pile.config import ValidatedConfig
-from mathcode_pile.lce.format import (
-    BLOCK_TOKENS,
-    END_OF_BLOCK,
-    END_OF_MESSAGE,
-    KIND_BY_TOKEN,
-    Block,
-    build_conversation,
-    render_prompt,
-    serialize_block,
-    split_markers,
-)
+from mathcode_pile.lce.format import Block
+from mathcode_pile.lce.syntax import LCE_SYNTAX, ParsedBlock, parse_generation
+
+__all__ = ["CodeSession", "LCEInferenceConfig", "LCEInferenceEngine", "LCESolution", "ParsedBlock", "parse_generation"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +49,21 @@ class LCEInferenceConfig(ValidatedConfig):
         default=2000, metadata={"help": "Execution output kept per block (head + tail); the rest is cut."}
     )
     max_concurrent_problems: int = field(default=8, metadata={"help": "Problems solved at once."})
+    max_code_calls: int | None = field(
+        default=None,
+        metadata={
+            "help": "Most code runs in one solution; asking for one more ends it as 'call_cap', graded as no answer "
+            "(default: no cap besides max_blocks)."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("max_blocks", "max_new_tokens_per_block", "context_length", "max_concurrent_problems"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_code_calls is not None and self.max_code_calls < 0:
+            raise ValueError(f"max_code_calls must be >= 0, got {self.max_code_calls}")
 
 
 class CodeSession(Protocol):
@@ -92,44 +97,8 @@ class LCESolution:
         return data
 
 
-@dataclass(frozen=True)
-class ParsedBlock:
-    """A generation read against the grammar: the block it holds (if any) and whether the message ended."""
-
-    block: Block | None
-    end_of_message: bool
-    malformed: str | None = None
-
-
-def parse_generation(text: str, stopped: bool) -> ParsedBlock:
-    """Read one generation; tolerant of a missing trailing marker (servers that strip the stop string)."""
-    pieces = split_markers(text.lstrip())
-    if not pieces or (len(pieces) == 1 and pieces[0] == END_OF_MESSAGE):
-        if stopped:
-            return ParsedBlock(block=None, end_of_message=True)
-        return ParsedBlock(block=None, end_of_message=False, malformed="empty generation")
-    opening = pieces[0]
-    if opening == END_OF_MESSAGE:
-        return ParsedBlock(block=None, end_of_message=True)
-    if opening not in KIND_BY_TOKEN:
-        return ParsedBlock(None, False, malformed=f"block starts without a block marker: {text[:60]!r}")
-    kind = KIND_BY_TOKEN[opening]
-    if kind == "execution":
-        return ParsedBlock(None, False, malformed="the model wrote an execution block itself")
-    rest = pieces[1:]
-    content = ""
-    if rest and rest[0] not in BLOCK_TOKENS.values() and rest[0] not in (END_OF_BLOCK, END_OF_MESSAGE):
-        content, rest = rest[0], rest[1:]
-    if rest and rest[0] not in (END_OF_BLOCK, END_OF_MESSAGE):
-        return ParsedBlock(Block(kind, content), False, malformed=f"unexpected {rest[0]} inside a {kind} block")
-    if not rest and not stopped:
-        return ParsedBlock(Block(kind, content), False, malformed=f"{kind} block hit the token cap")
-    ends_message = END_OF_MESSAGE in rest
-    return ParsedBlock(Block(kind, content), end_of_message=ends_message)
-
-
 class LCEInferenceEngine:
-    """Solves problems with one backend and one fresh code session per problem; many problems at once."""
+    """Solves problems with one backend, one block syntax and one fresh code session per problem; many at once."""
 
     def __init__(
         self,
@@ -137,6 +106,7 @@ class LCEInferenceEngine:
         session_factory: Callable[[], CodeSession],
         config: LCEInferenceConfig | None = None,
         prompt_prefix: str = "",
+        syntax: Any = LCE_SYNTAX,
     ) -> None:
         self.backend = backend
         self.session_factory = session_factory
@@ -144,28 +114,35 @@ class LCEInferenceEngine:
         #: Serialized example conversations put before each problem's own (few-shot prompting of a model that was not
         #: trained on the LCE format, e.g. a teacher writing training data).
         self.prompt_prefix = prompt_prefix
+        #: How prompts are written and generations read: LCE markers, or fenced Markdown in a chat template.
+        self.syntax = syntax
 
     async def solve(self, question: str) -> LCESolution:
         """Run the loop for one question; never raises for model or code failures (they end up in the record)."""
         started = time.monotonic()
         solution = LCESolution(question=question)
-        prompt = self.prompt_prefix + render_prompt(build_conversation(question, system=self.config.system_prompt))
-        session: CodeSession | None = None
+        sessions: list[CodeSession] = []
         try:
-            session = await asyncio.to_thread(self.session_factory)
-            await self._run_loop(prompt, solution, session)
+            prompt = self.prompt_prefix + self.syntax.render_prompt(question, self.config.system_prompt)
+            await self._run_loop(prompt, solution, sessions)
         except Exception as error:  # a backend or sandbox that failed for good: record it, keep the others going
             logger.warning("problem %r failed: %s", question[:60], error)
             solution.finish_reason = "error"
             solution.error = f"{type(error).__name__}: {error}"
         finally:
-            if session is not None:
+            for session in sessions:
                 await asyncio.to_thread(session.close)
             solution.seconds = time.monotonic() - started
         return solution
 
-    async def _run_loop(self, prompt: str, solution: LCESolution, session: CodeSession) -> None:
-        config = self.config
+    async def _run_code(self, code: str, sessions: list[CodeSession]) -> str:
+        """Run a cell in the problem's session, opening it at the first cell (chain-of-thought never opens one)."""
+        if not sessions:
+            sessions.append(await asyncio.to_thread(self.session_factory))
+        return await asyncio.to_thread(sessions[0].run, code)
+
+    async def _run_loop(self, prompt: str, solution: LCESolution, sessions: list[CodeSession]) -> None:
+        config, syntax = self.config, self.syntax
         while True:
             if len(solution.blocks) >= config.max_blocks:
                 solution.finish_reason = "block_cap"
@@ -179,23 +156,27 @@ class LCEInferenceEngine:
                     return
             generation = await self.backend.generate(prompt, budget)
             solution.counters["generations"] += 1
-            parsed = parse_generation(generation.text, generation.stopped)
-            if parsed.block is not None:
-                solution.blocks.append(parsed.block)
-                solution.counters[f"{parsed.block.kind}_blocks"] += 1
-                prompt += serialize_block(parsed.block)
-            if parsed.malformed is not None:
-                solution.finish_reason = "malformed"
-                solution.error = parsed.malformed
+            step = syntax.read_generation(generation.text, generation.stopped)
+            for block in step.blocks:
+                solution.blocks.append(block)
+                solution.counters[f"{block.kind}_blocks"] += 1
+            prompt += step.prompt_text
+            if step.failure is not None:
+                solution.finish_reason = step.failure
+                solution.error = step.detail
                 return
-            if parsed.block is not None and parsed.block.kind == "code":
-                output = await asyncio.to_thread(session.run, parsed.block.content)
-                execution = Block("execution", output)
-                solution.blocks.append(execution)
+            if step.code is not None and syntax.executes:
+                if config.max_code_calls is not None and solution.counters["code_calls"] >= config.max_code_calls:
+                    solution.finish_reason = "call_cap"
+                    solution.error = f"the model asked for more than {config.max_code_calls} code call(s)"
+                    return
+                solution.counters["code_calls"] += 1
+                output = await self._run_code(step.code, sessions)
+                solution.blocks.append(Block("execution", output))
                 solution.counters["execution_blocks"] += 1
-                prompt += serialize_block(execution)
-            if parsed.end_of_message:
-                prompt += END_OF_MESSAGE
+                prompt += syntax.execution_text(output)
+            if step.end_of_message:
+                prompt += syntax.message_end
                 solution.finish_reason = "end_of_message"
                 return
 

@@ -94,9 +94,16 @@ def parse_eval_args(argv: Sequence[str]) -> tuple[LCEEvalConfig, LCEInferenceCon
     return eval_config, inference_config, llm_config
 
 
-def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm_config: LLMConfig) -> Any:
+def build_backend(
+    eval_config: Any, inference: LCEInferenceConfig, llm_config: LLMConfig, syntax: Any = None, tokenizer: Any = None
+) -> Any:
+    """The local transformers backend, or the endpoint one when ``llm_endpoint`` is set, stopping where ``syntax``
+    says (LCE by default). ``eval_config`` needs ``model``, ``device``, ``batch_size``, ``torch_threads``,
+    ``output_dir`` and ``tokenizer``; an already loaded ``tokenizer`` counts an endpoint's prompt tokens."""
     from evaluation.lce.backends import RAW_PROMPT_MODES, EndpointBackend, TransformersBackend
+    from mathcode_pile.lce.syntax import LCE_SYNTAX
 
+    syntax = syntax or LCE_SYNTAX
     if not llm_config.llm_endpoint:
         if eval_config.torch_threads is not None:
             import torch
@@ -107,13 +114,14 @@ def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm
             inference.context_length,
             device=eval_config.device,
             max_batch_size=eval_config.batch_size,
+            syntax=syntax,
         )
     from mathcode_pile.llm import LLMClient, RequestCache
 
     if llm_config.llm_mode not in RAW_PROMPT_MODES:
         raise RecipeError(
             "--llm_mode must be text_generation (TGI's generate route) or completions (an OpenAI-compatible "
-            "/v1/completions route): the loop continues a raw LCE prompt block by block, which chat endpoints cannot "
+            "/v1/completions route): the loop continues a raw prompt step by step, which chat endpoints cannot "
             f"do (got {llm_config.llm_mode!r})"
         )
     if llm_config.llm_model == "tgi":
@@ -121,12 +129,11 @@ def build_backend(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, llm
     cache_path = Path(llm_config.llm_cache_path or Path(eval_config.output_dir) / "llm_cache.sqlite")
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     client = LLMClient(llm_config, cache=RequestCache(cache_path))
-    tokenizer = None
-    if eval_config.tokenizer:
+    if tokenizer is None and eval_config.tokenizer:
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(eval_config.tokenizer)
-    return EndpointBackend(client, inference.context_length, tokenizer=tokenizer)
+    return EndpointBackend(client, inference.context_length, tokenizer=tokenizer, syntax=syntax)
 
 
 async def solve_benchmark(engine: LCEInferenceEngine, problems: list[Problem], path: Path) -> list[dict[str, Any]]:

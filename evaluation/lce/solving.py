@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from evaluation.lce.engine import LCEInferenceEngine, LCESolution
+from mathcode_pile.lce.syntax import NO_ANSWER_FINISH_REASONS
 from mathcode_pile.ledger import Ledger
 
 logger = logging.getLogger(__name__)
@@ -18,9 +19,10 @@ def prediction_text(solution: LCESolution) -> str | None:
     """What the grader reads: the last text block when it comes after the last execution, else that execution output.
 
     MathCoder states the answer in a final text block; a solution that ends on a code block leaves its answer in the
-    execution output. A failed solution has none.
+    execution output. A failed solution has none, nor has one that left a code fence open or asked for more code calls
+    than allowed (:data:`~mathcode_pile.lce.syntax.NO_ANSWER_FINISH_REASONS`): it is graded as ``no_answer``.
     """
-    if solution.finish_reason == "error":
+    if solution.finish_reason in NO_ANSWER_FINISH_REASONS:
         return None
     for block in reversed(solution.blocks):
         if block.kind in ("text", "execution") and block.content.strip():

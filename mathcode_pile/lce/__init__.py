@@ -2,7 +2,9 @@
 
 ``format`` serializes and parses conversations and converts them to and from chat messages and tool-integrated
 Markdown; ``tokens`` adds the markers to a tokenizer and model; ``labels`` builds ``input_ids`` / ``labels`` that train
-only what the model writes; ``dataset`` applies that to a ``datasets.Dataset`` with counted drops.
+only what the model writes; ``syntax`` holds the block syntaxes (LCE markers, fenced ```python / ```output Markdown in
+a chat template) that inference, labels and data loading share; ``dataset`` applies them to a ``datasets.Dataset``
+with counted drops.
 """
 
 from mathcode_pile.lce.format import (

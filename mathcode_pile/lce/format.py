@@ -58,7 +58,15 @@ _MARKER_PATTERN = re.compile("(" + "|".join(re.escape(token) for token in LCE_SP
 
 
 class LCEFormatError(ValueError):
-    """Text or messages that do not follow the LCE format; the message says where."""
+    """Text or messages that do not follow the LCE format; the message says where.
+
+    ``reason`` is the short name a dataset loader counts the dropped row under (``invalid_format`` unless a more
+    precise one applies, e.g. ``unclosed_code_fence``).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid_format") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -227,7 +235,7 @@ def from_chat_messages(chat: Sequence[Mapping[str, Any]]) -> list[Message]:
         try:
             messages.append(Message(role, _blocks_from_content(role, item.get("content"))))
         except LCEFormatError as error:
-            raise LCEFormatError(f"message {index} ({role}): {error}") from error
+            raise LCEFormatError(f"message {index} ({role}): {error}", error.reason) from error
     return messages
 
 
@@ -241,6 +249,9 @@ def to_chat_messages(messages: Iterable[Message]) -> list[dict[str, Any]]:
 
 # --- tool-integrated Markdown (```python / ```output) --------------------------------------------------------------
 
+#: Opening fence of a code block the interpreter runs, and of the output block the interpreter writes after it.
+CODE_FENCE = "```python"
+OUTPUT_FENCE = "```output"
 _FENCE_PATTERN = re.compile(r"```(python|output)[ \t]*\n(.*?)\n?```", re.DOTALL)
 
 
@@ -248,7 +259,8 @@ def blocks_from_tir(text: str) -> tuple[Block, ...]:
     """Markdown with ```` ```python ```` / ```` ```output ```` fences to blocks.
 
     Text between fences becomes a text block with surrounding whitespace stripped (empty ones vanish: the blank line
-    between a code fence and its output fence is layout, not reasoning). An output fence must follow a code fence.
+    between a code fence and its output fence is layout, not reasoning). An output fence must follow a code fence
+    (reason ``output_without_code``), and every fence must be closed (``unclosed_code_fence``).
     """
     blocks: list[Block] = []
     cursor = 0
@@ -258,15 +270,41 @@ def blocks_from_tir(text: str) -> tuple[Block, ...]:
             blocks.append(Block("text", prose))
         kind: BlockKind = "code" if match.group(1) == "python" else "execution"
         if kind == "execution" and (not blocks or blocks[-1].kind != "code"):
-            raise LCEFormatError(f"an ```output fence at character {match.start()} does not follow a ```python fence")
+            raise LCEFormatError(
+                f"an ```output fence at character {match.start()} does not follow a ```python fence",
+                "output_without_code",
+            )
         blocks.append(Block(kind, match.group(2)))
         cursor = match.end()
     tail = text[cursor:].strip()
     if tail:
-        if "```python" in tail or "```output" in tail:
-            raise LCEFormatError(f"unclosed code fence near character {cursor}: {tail[:60]!r}")
+        for fence in (CODE_FENCE, OUTPUT_FENCE):
+            if fence in tail:
+                raise LCEFormatError(
+                    f"a {fence} fence near character {cursor + text[cursor:].index(fence)} is never closed: "
+                    f"{tail[:60]!r}",
+                    "unclosed_code_fence",
+                )
         blocks.append(Block("text", tail))
     return tuple(blocks)
+
+
+def interpreter_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of tool-integrated Markdown that the interpreter writes, not the model.
+
+    Each span starts right after an ```` ```output ```` marker (the model writes the marker: it is where generation
+    stops for the code to run) and covers the output, the closing fence and the whitespace after it, which the
+    inference loop appends. Spans end before the next non-space character, so they never split a word.
+    """
+    spans = []
+    for match in _FENCE_PATTERN.finditer(text):
+        if match.group(1) != "output":
+            continue
+        end = match.end()
+        while end < len(text) and text[end].isspace():
+            end += 1
+        spans.append((match.start() + len(OUTPUT_FENCE), end))
+    return spans
 
 
 def blocks_to_tir(blocks: Iterable[Block]) -> str:

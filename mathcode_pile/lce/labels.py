@@ -86,9 +86,19 @@ def tokenize_conversation(
     """Token ids of the serialized conversation plus labels (-100 where the model is not trained)."""
     if not any(message.role == "assistant" for message in messages):
         raise ValueError("a training conversation needs at least one assistant message")
+    return tokenize_segments(conversation_segments(messages, mask_execution), tokenizer, add_special_tokens)
+
+
+def tokenize_segments(
+    segments: Sequence[Segment], tokenizer: Any, add_special_tokens: bool = True
+) -> TokenizedExample:
+    """Tokenize the concatenated segments once; each token is trained when the segment holding it is.
+
+    This is the one alignment rule of every SFT format (LCE markers here, chat-template conversations with fenced
+    code in :mod:`mathcode_pile.lce.syntax`): only the way a conversation is cut into segments differs.
+    """
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"LCE labels need a fast tokenizer (character offsets); got {type(tokenizer).__name__}")
-    segments = conversation_segments(messages, mask_execution)
+        raise ValueError(f"SFT labels need a fast tokenizer (character offsets); got {type(tokenizer).__name__}")
     text = "".join(segment.text for segment in segments)
     starts: list[int] = []
     cursor = 0
