@@ -298,7 +298,7 @@ def test_tir_post_training_on_cpu_lowers_the_loss_then_evaluates_offline(tmp_pat
          "--max_new_tokens_per_block", "8", "--output_dir", str(output_dir / "eval_tir")]
     ) == 0  # fmt: skip
     results = json.loads((output_dir / "eval_tir" / "results.json").read_text())
-    assert results["mathcode"]["post_training"]["dataset"] == record["dataset"]
+    assert results["mathcode"]["post_training"]["training_data"] == record["training_data"]
     assert results["mathcode"]["paper_post_training"] == "tir"
     assert sorted(results["results"]) == ["mathcoder2_gsm8k", "mathcoder2_sat_math"]
     script_args, training_args, model_args = parse_lce_args(argv)
