@@ -23,7 +23,14 @@ from trl import pack_dataset
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from mathcode_pile.config import RecipeError
-from training.card import ModelCardError, ModelCardInputs, load_eval_results, render_model_card, validate_model_card
+from training.card import (
+    EvalRow,
+    ModelCardError,
+    ModelCardInputs,
+    load_eval_results,
+    render_model_card,
+    validate_model_card,
+)
 from training.checkpoints import find_resume_checkpoint
 from training.config import parse_cpt_args
 from training.cpt import prepare_run, run_cpt
@@ -351,6 +358,37 @@ def test_model_card_renders_eval_table_hub_links_and_checks_images(tmp_path: Pat
     assert "[MathGenie/MathCode-Pile](https://huggingface.co/datasets/MathGenie/MathCode-Pile)" in text
     assert "| tokens seen | 41,943,040 |" in text and "one BOS token, the text and one EOS token" in text
     assert "1 empty document(s) were skipped" in text
+
+
+def test_model_card_names_are_data(tmp_path: Path) -> None:
+    """Source, model, metric and setting names may hold markdown, LaTeX or HTML: each stays in its cell."""
+    hostile = "a|b $x$ <i>`c`</i>\n---"
+    local = SourceReport(hostile, 1.0, 10, 0, 10, None, None, 1234)
+    inputs = ModelCardInputs(
+        model_name="-" + hostile,
+        load_target=str(tmp_path),
+        base_model_path=str(tmp_path),
+        sources=[local],
+        hyperparameters=[("dataset " + hostile, hostile)],
+        context_length=4096,
+        packing_strategy="bfd_split",
+        uses_bos=True,
+        global_steps=10,
+        epochs=1.0,
+        tokens_seen=10,
+        command="python -m training.cpt",
+        versions=[("trl", "1.16.0")],
+        eval_rows=[EvalRow(hostile, hostile, 0.5, None)],
+        eval_source="results.json",
+    )
+    text = render_model_card(inputs)
+    validate_model_card(text, tmp_path)
+    escaped = "a\\|b \\$x\\$ &lt;i&gt;\\`c\\`&lt;/i&gt; ---"
+    assert f"| {escaped} | 1.0 | 10 | 1,234 | none |" in text
+    assert f"| dataset {escaped} | {escaped} |" in text and f"| {escaped} | {escaped} | 0.5000 | n/a |" in text
+    assert f"# \\-{escaped}" in text
+    body = text.split("\n---\n", 1)[1]
+    assert "<i>" not in body and "\n---\n" not in body
 
 
 def test_offline_push_is_a_dry_run_of_the_staged_folder(tmp_path: Path) -> None:
