@@ -355,3 +355,76 @@ def test_invalid_settings_are_rejected() -> None:
         SandboxLimits(timeout_s=0)
     with pytest.raises(ValueError, match="memory_mb"):
         SandboxLimits(memory_mb=0)
+
+
+# -- an interpreter that lives under /tmp (a CI clone): the private tmpfs must not hide it ------------------------
+
+TMP_WORKER_SCRIPT = """
+import json, sys
+from mathcode_pile.sandbox import SandboxError, SandboxLimits, SandboxPool
+
+report = {}
+with SandboxPool(workers=1, preload=("math", "tmp_only_probe"), limits=SandboxLimits(timeout_s=10)) as pool:
+    info = pool.worker_info()
+    report["mode"], report["missing"] = info.mode, info.missing
+    code = "import tmp_only_probe, tmp_only_lazy, mathcode_pile, sys\\n"
+    code += "print(tmp_only_probe.VALUE + tmp_only_lazy.VALUE, sys.prefix == %r)" % sys.prefix
+    result = pool.run(code)
+    report["status"], report["stdout"], report["reason"] = result.status, result.stdout, result.reason
+    report["write"] = pool.run("open(%r, 'w')" % (sys.prefix + "/written")).status
+try:
+    with SandboxPool(workers=1, preload=("math", "hidden_probe")) as pool:
+        pool.worker_info()
+    report["hidden"] = "started"
+except SandboxError as exc:
+    report["hidden"] = str(exc)
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture
+def venv_under_tmp() -> Iterator[Path]:
+    """A real venv (its own interpreter, site-packages and a copy of the sandbox package) in a 0700 folder of /tmp."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    import mathcode_pile.sandbox
+
+    root = Path(tempfile.mkdtemp(prefix="mathcode-ci-", dir="/tmp"))
+    try:
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+        site = next((root / "venv" / "lib").glob("python3*/site-packages"))
+        (site / "tmp_only_probe.py").write_text("VALUE = 40\n")
+        (site / "tmp_only_lazy.py").write_text("VALUE = 2\n")
+        package = root / "src" / "mathcode_pile"
+        shutil.copytree(Path(mathcode_pile.sandbox.__file__).parent, package / "sandbox")
+        (package / "__init__.py").write_text("")
+        hidden = root / "hidden"  # readable by root only: the worker imports it, a sandboxed run could not
+        hidden.mkdir(mode=0o700)
+        (hidden / "hidden_probe.py").write_text("VALUE = 1\n")
+        (site / "hidden.pth").write_text(f"{hidden}\n")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_an_interpreter_under_tmp_stays_visible_and_read_only(venv_under_tmp: Path) -> None:
+    import json
+    import subprocess
+
+    python = str(venv_under_tmp / "venv" / "bin" / "python")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(venv_under_tmp / "src")}
+    done = subprocess.run(
+        [python, "-c", TMP_WORKER_SCRIPT], env=env, capture_output=True, text=True, timeout=120, cwd="/"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["missing"] == []
+    assert (report["status"], report["stdout"]) == ("ok", "42 True\n"), report["reason"]
+    assert report["write"] == "error"
+    assert not (venv_under_tmp / "venv" / "written").exists()
+    if report["mode"] == "namespaces":
+        # installed but unreadable by the run's user id: the pool refuses to start and says why
+        assert "not readable inside the sandbox" in report["hidden"] and "hidden_probe" in report["hidden"]

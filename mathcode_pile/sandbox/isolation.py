@@ -86,7 +86,9 @@ def _needed_paths() -> list[str]:
     candidates.add(str(Path(sys.executable).resolve().parent))
     candidates.update(p for p in sys.path if p)
     candidates.add(str(Path(__file__).resolve().parents[1]))
-    return sorted({str(Path(p).resolve()) for p in candidates if Path(p).is_dir()})
+    # both spellings: a venv made of symlinks must stay reachable by the path Python uses, and its targets too
+    spelled = {str(Path(p).absolute()) for p in candidates} | {str(Path(p).resolve()) for p in candidates}
+    return sorted(p for p in spelled if Path(p).is_dir())
 
 
 def _untraversable_ancestors(paths: list[str]) -> dict[str, set[str]]:
@@ -135,6 +137,46 @@ def _become_pid_namespace_init() -> None:
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
+def _outermost(paths: list[str]) -> list[str]:
+    """``paths`` without those that lie inside another one of them."""
+    kept: list[str] = []
+    for path in sorted(paths):
+        if not any(Path(path).is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
+
+
+def _mount_private_tmpfs(target: str, needed: list[str], tmpfs_mb: int) -> list[str]:
+    """Cover ``target`` with a fresh tmpfs, then bind the ``needed`` folders under it back in, read-only.
+
+    A clone under ``/tmp`` (CI does that) keeps its venv and sources there: a plain tmpfs would hide the interpreter's
+    own packages. The folder covered by the tmpfs stays reachable through a descriptor opened before the mount
+    (``/proc/self/fd/N`` resolves to the hidden directory), so each needed folder is bound from there to the same
+    place in the new tmpfs; the folders leading to it are created fresh (mode 0755, nothing else in them).
+    """
+    inside = _outermost([p for p in needed if Path(p).is_relative_to(target) and p != target])
+    old = os.open(target, os.O_PATH | os.O_DIRECTORY)
+    try:
+        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode=1777,size={tmpfs_mb}m")
+        for path in inside:
+            relative = Path(path).relative_to(target)
+            destination = Path(target) / relative
+            for depth in range(1, len(relative.parts) + 1):
+                step = Path(target, *relative.parts[:depth])
+                if not step.exists():
+                    step.mkdir(mode=0o755)
+            linux.mount(f"/proc/self/fd/{old}/{relative}", str(destination), None, linux.MS_BIND | linux.MS_REC)
+            linux.mount(
+                None,
+                str(destination),
+                None,
+                linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV,
+            )
+    finally:
+        os.close(old)
+    return inside
+
+
 def _setup_namespaces(tmpfs_mb: int) -> IsolationInfo:
     host_pid = os.getpid()
     linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWPID)
@@ -143,15 +185,19 @@ def _setup_namespaces(tmpfs_mb: int) -> IsolationInfo:
     _become_pid_namespace_init()
     linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
     needed = _needed_paths()
-    blocked = _untraversable_ancestors(needed)
+    kept_visible: list[str] = []
     for target in PRIVATE_TMPFS:
         if Path(target).is_dir():
-            linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode=1777,size={tmpfs_mb}m")
+            kept_visible += _mount_private_tmpfs(str(Path(target).resolve()), needed, tmpfs_mb)
+    # after the tmpfs mounts: folders re-created inside them are traversable, the host's originals may not have been
+    blocked = _untraversable_ancestors(needed)
     scratch = tempfile.mkdtemp(prefix="sandbox-", dir="/tmp")
     for ancestor, children in sorted(blocked.items()):
         _expose_through_tmpfs(ancestor, children, scratch)
     Path(scratch).chmod(0o711)
     detail = "private network, PID and mount namespaces" + (f"; covered {sorted(blocked)}" if blocked else "")
+    if kept_visible:
+        detail += f"; kept visible read-only in the private tmpfs: {kept_visible}"
     return IsolationInfo("namespaces", scratch, True, detail, uid_block=host_pid)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import importlib.util
 import os
 import select
 import shutil
@@ -386,15 +387,59 @@ class Worker:
         shutil.rmtree(self.info.scratch_dir, ignore_errors=True)
 
 
-def _preload(modules: list[str]) -> tuple[list[str], list[str]]:
-    loaded, missing = [], []
+def _installed(modules: list[str]) -> set[str]:
+    """Top-level names of ``modules`` that the interpreter can find (checked before isolation; imports nothing)."""
+    found = set()
+    for name in {module.split(".")[0] for module in modules}:
+        with contextlib.suppress(ImportError, ValueError):
+            if importlib.util.find_spec(name) is not None:
+                found.add(name)
+    return found
+
+
+def _preload(modules: list[str]) -> tuple[list[str], list[str], dict[str, str]]:
+    """Import ``modules``; returns (loaded, missing, the error of each missing one)."""
+    loaded, missing, errors = [], [], {}
     for name in modules:
         try:
             importlib.import_module(name)
             loaded.append(name)
-        except Exception:
+        except Exception as exc:
             missing.append(name)
-    return loaded, missing
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return loaded, missing, errors
+
+
+#: Run once in a sandboxed child at start-up: the run's identity must be able to read the preloaded modules' files
+#: (a module imported later from the same folders would fail otherwise, in every snippet).
+VISIBILITY_PROBE = """
+import os, sys
+unreadable = []
+for name in {names!r}:
+    path = getattr(sys.modules.get(name), "__file__", None)
+    if path:
+        try:
+            with open(path, "rb"):
+                pass
+            os.listdir(os.path.dirname(path))
+        except OSError as exc:
+            unreadable.append(f"{{name}}: {{exc}}")
+if unreadable:
+    raise SystemExit("\\n".join(unreadable))
+"""
+
+
+def _check_preload_inside(worker: Worker, loaded: list[str]) -> None:
+    """Refuse to serve when a sandboxed run cannot see the interpreter's packages (a clear error at start-up, instead
+    of ``ModuleNotFoundError`` in every snippet)."""
+    if not loaded:
+        return
+    probe = worker.run(VISIBILITY_PROBE.format(names=loaded), SandboxLimits(timeout_s=30.0, memory_mb=256))
+    if probe["status"] != "ok":
+        raise RuntimeError(
+            f"the preloaded modules are not readable inside the sandbox ({worker.info.mode} mode): "
+            f"{probe['reason']}\n{probe['stderr']}"
+        )
 
 
 def main() -> int:
@@ -407,13 +452,23 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         config = recv_frame(proto_in)
+        preload = list(config.get("preload", []))
+        installed = _installed(preload)
         info = setup_worker_isolation(str(config.get("isolation", "auto")), int(config.get("tmpfs_mb", 512)))
-        loaded, missing = _preload(list(config.get("preload", [])))
+        loaded, missing, errors = _preload(preload)
+        hidden = [name for name in missing if name.split(".")[0] in installed]
+        if hidden:
+            raise RuntimeError(
+                f"installed modules cannot be imported inside the sandbox ({info.mode} mode: {info.detail}): "
+                + "; ".join(f"{name}: {errors[name]}" for name in hidden)
+            )
         warmup = str(config.get("warmup") or "")
         if warmup and not missing:
             exec(compile(warmup, "<warmup>", "exec"), {"__name__": "__warmup__"})  # our own code, see DEFAULT_WARMUP
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of the children's collections (fewer copied pages)
+        worker = Worker(info, (proto_in, proto_out))
+        _check_preload_inside(worker, loaded)
     except Exception:
         send_frame(proto_out, {"ready": False, "error": traceback.format_exc()})
         return 1
@@ -421,7 +476,6 @@ def main() -> int:
         proto_out,
         {"ready": True, "mode": info.mode, "detail": info.detail, "preloaded": loaded, "missing": missing},
     )
-    worker = Worker(info, (proto_in, proto_out))
     try:
         while True:
             try:
