@@ -456,7 +456,7 @@ def test_crash_and_rerun_resumes_with_same_data_order_and_weights(tmp_path: Path
     card_text = (crashed_dir / "README.md").read_text(encoding="utf-8")
     card = validate_model_card(card_text, crashed_dir)
     assert card.data.license == "apache-2.0" and card.data.base_model is None  # a local base is not a Hub id
-    assert "![Training loss](plots/loss.png)" in card_text and "| `documents` | 2.0 |" in card_text
+    assert "![Training loss](plots/loss.png)" in card_text and "| documents | 2.0 |" in card_text
     assert f"| tokens seen | {resumed.tokens_seen:,} |" in card_text
     assert "No evaluation results" in card_text
     stats = json.loads((crashed_dir / "data_stats.json").read_text(encoding="utf-8"))
