@@ -390,6 +390,8 @@ def venv_under_tmp() -> Iterator[Path]:
     import sys
     import tempfile
 
+    import pyseccomp
+
     import mathcode_pile.sandbox
 
     root = Path(tempfile.mkdtemp(prefix="mathcode-ci-", dir="/tmp"))
@@ -398,6 +400,7 @@ def venv_under_tmp() -> Iterator[Path]:
         site = next((root / "venv" / "lib").glob("python3*/site-packages"))
         (site / "tmp_only_probe.py").write_text("VALUE = 40\n")
         (site / "tmp_only_lazy.py").write_text("VALUE = 2\n")
+        shutil.copy(pyseccomp.__file__, site)  # the sandbox's one dependency (a single module)
         package = root / "src" / "mathcode_pile"
         shutil.copytree(Path(mathcode_pile.sandbox.__file__).parent, package / "sandbox")
         (package / "__init__.py").write_text("")

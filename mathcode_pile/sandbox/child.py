@@ -11,6 +11,7 @@ import contextlib
 import io
 import linecache
 import os
+import random
 import resource
 import signal
 import sys
@@ -26,6 +27,7 @@ from mathcode_pile.sandbox.isolation import (
     reset_signals,
     scrubbed_environment,
 )
+from mathcode_pile.sandbox.kernel import READ_WRITE_DEVICES, SeccompFilter, apply_landlock
 from mathcode_pile.sandbox.limits import SandboxLimits
 from mathcode_pile.sandbox.protocol import recv_frame, send_frame
 
@@ -78,8 +80,10 @@ def enter_sandbox(
     stderr_path: str,
     keep_fds: tuple[int, ...],
     cpu_seconds: int | None = None,
+    syscall_filter: SeccompFilter | None = None,
 ) -> None:
-    """Confine the calling child: own process group, stdio to capped files, limits, identity, environment, guard."""
+    """Confine the calling child: own process group, stdio to capped files, limits, identity, environment, Landlock,
+    seccomp, and last the audit hook (a friendly early error; nothing depends on it)."""
     worker_pid = os.getppid()
     os.setpgid(0, 0)
     _redirect_stdio(stdout_path, stderr_path)
@@ -102,8 +106,24 @@ def enter_sandbox(
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != worker_pid:
         os._exit(70)
+    if info.landlock_abi:
+        apply_landlock(info.landlock_abi, info.read_paths, (workdir, *READ_WRITE_DEVICES))
+    if syscall_filter is not None:
+        syscall_filter.load()
+    elif info.mode != "unsafe-hook-only":
+        raise RuntimeError("a kernel-isolated run needs its seccomp filter")
+    _reseed_random()
     # as root without namespaces RLIMIT_NPROC does not apply: forking is then refused instead
     install_audit_guard(workdir, allow_fork=info.mode == "namespaces" or os.geteuid() != 0)
+
+
+def _reseed_random() -> None:
+    """Forked children share the worker's random state: give each run its own streams (stdlib and numpy)."""
+    seed = int.from_bytes(os.urandom(8), "little")
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed % 2**32)
 
 
 def fresh_namespace() -> dict[str, Any]:

@@ -30,7 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mathcode_pile.sandbox import linux
+from mathcode_pile.sandbox import kernel, linux
 from mathcode_pile.sandbox.limits import SandboxLimits
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,11 @@ PRIVATE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")
 PR_SET_CHILD_SUBREAPER = 36
 
 
+#: Isolation modes; ``unsafe-hook-only`` runs untrusted code without any kernel layer and must be asked for by name.
+ISOLATION_MODES = ("auto", "namespaces", "process", "unsafe-hook-only")
+UID_BLOCKS = 4096
+
+
 @dataclass(frozen=True)
 class IsolationInfo:
     """What a worker managed to set up; reported to the parent and used for every run."""
@@ -63,12 +68,16 @@ class IsolationInfo:
     scratch_dir: str
     network_namespace: bool
     detail: str = ""
-    #: distinguishes the user ids of this worker's runs from those of other workers (its host pid)
+    #: distinguishes the user ids of this worker's runs from those of the pool's other workers (assigned by the pool)
     uid_block: int = 0
+    #: Landlock ABI applied to every run (0: none)
+    landlock_abi: int = 0
+    #: folders and files a run may read (Landlock); everything else is invisible to it
+    read_paths: tuple[str, ...] = ()
 
     def run_uid(self, pid: int) -> int:
-        """The user id of the run whose first process is ``pid`` (unique among this worker's live runs)."""
-        return UID_BASE + ((self.uid_block % 4096) << 18) + (pid & 0x3FFFF)
+        """The user id of the run whose first process is ``pid`` (unique among the pool's live runs)."""
+        return UID_BASE + ((self.uid_block % UID_BLOCKS) << 18) + (pid & 0x3FFFF)
 
 
 def scrubbed_environment(workdir: str | None = None) -> dict[str, str]:
@@ -88,7 +97,8 @@ def _needed_paths() -> list[str]:
     candidates.add(str(Path(__file__).resolve().parents[1]))
     # both spellings: a venv made of symlinks must stay reachable by the path Python uses, and its targets too
     spelled = {str(Path(p).absolute()) for p in candidates} | {str(Path(p).resolve()) for p in candidates}
-    return sorted(p for p in spelled if Path(p).is_dir())
+    # the worker's working folder ('/') lands in sys.path through ``-m``: it is not a folder the interpreter needs
+    return sorted(p for p in spelled if p != "/" and Path(p).is_dir())
 
 
 def _untraversable_ancestors(paths: list[str]) -> dict[str, set[str]]:
@@ -157,7 +167,8 @@ def _mount_private_tmpfs(target: str, needed: list[str], tmpfs_mb: int) -> list[
     inside = _outermost([p for p in needed if Path(p).is_relative_to(target) and p != target])
     old = os.open(target, os.O_PATH | os.O_DIRECTORY)
     try:
-        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode=1777,size={tmpfs_mb}m")
+        # 0755, not 1777: a run (another user id) can write only its own folder, so nothing it leaves there survives
+        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode=0755,size={tmpfs_mb}m")
         for path in inside:
             relative = Path(path).relative_to(target)
             destination = Path(target) / relative
@@ -177,9 +188,24 @@ def _mount_private_tmpfs(target: str, needed: list[str], tmpfs_mb: int) -> list[
     return inside
 
 
-def _setup_namespaces(tmpfs_mb: int) -> IsolationInfo:
-    host_pid = os.getpid()
-    linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWPID)
+def namespaces_available() -> str:
+    """Empty when this process may create the worker's namespaces, else why not (tried in a throw-away child)."""
+    if os.geteuid() != 0:
+        return "namespaces mode needs root"
+    child = os.fork()
+    if child == 0:
+        try:
+            linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWPID | linux.CLONE_NEWIPC)
+            linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(child, 0)
+    return "" if os.waitstatus_to_exitcode(status) == 0 else "unshare or mount refused (no CAP_SYS_ADMIN here)"
+
+
+def _setup_namespaces(tmpfs_mb: int, uid_block: int) -> IsolationInfo:
+    linux.unshare(linux.CLONE_NEWNS | linux.CLONE_NEWNET | linux.CLONE_NEWPID | linux.CLONE_NEWIPC)
     # nothing mounted from here on propagates back to the host
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     _become_pid_namespace_init()
@@ -195,30 +221,56 @@ def _setup_namespaces(tmpfs_mb: int) -> IsolationInfo:
     for ancestor, children in sorted(blocked.items()):
         _expose_through_tmpfs(ancestor, children, scratch)
     Path(scratch).chmod(0o711)
-    detail = "private network, PID and mount namespaces" + (f"; covered {sorted(blocked)}" if blocked else "")
+    detail = "private network, PID, IPC and mount namespaces, a user id per run"
+    detail += f"; covered {sorted(blocked)}" if blocked else ""
     if kept_visible:
         detail += f"; kept visible read-only in the private tmpfs: {kept_visible}"
-    return IsolationInfo("namespaces", scratch, True, detail, uid_block=host_pid)
+    return IsolationInfo("namespaces", scratch, True, detail, uid_block=uid_block)
 
 
-def setup_worker_isolation(requested: str = "auto", tmpfs_mb: int = 512) -> IsolationInfo:
-    """Prepare the current (worker) process; runs once, before any snippet, in a single-threaded process."""
-    if requested not in ("auto", "namespaces", "process"):
-        raise ValueError(f"isolation must be 'auto', 'namespaces' or 'process', got {requested!r}")
+def run_read_paths() -> tuple[str, ...]:
+    """What a run may read under Landlock: the interpreter, its packages, this project and a few system paths."""
+    return tuple(sorted({*_needed_paths(), *kernel.SYSTEM_READ_PATHS}))
+
+
+def setup_worker_isolation(requested: str = "auto", tmpfs_mb: int = 512, uid_block: int = 0) -> IsolationInfo:
+    """Prepare the current (worker) process; runs once, before any snippet, in a single-threaded process.
+
+    Raises :class:`~.kernel.KernelLayerError` when the requested mode (``auto``: the strongest available) cannot have
+    its kernel layers here; only ``unsafe-hook-only`` runs without any.
+    """
+    if requested not in ISOLATION_MODES:
+        raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {requested!r}")
     with contextlib.suppress(OSError):
         # orphans of a run are re-parented to this worker, which kills them (setsid cannot escape that)
         linux.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    if requested in ("auto", "namespaces") and os.geteuid() == 0:
-        try:
-            return _setup_namespaces(tmpfs_mb)
-        except OSError as exc:
-            if requested == "namespaces":
-                raise
-            logger.warning("sandbox: namespaces unavailable (%s); falling back to process isolation", exc)
-    elif requested == "namespaces":
-        raise PermissionError("sandbox isolation 'namespaces' needs root; use 'auto' or 'process'")
-    scratch = tempfile.mkdtemp(prefix="mathcode-sandbox-")
-    return IsolationInfo("process", scratch, False, "resource limits, audit hook, scrubbed environment")
+    abi = kernel.landlock_abi()
+    landlock = f"Landlock ABI {abi}" if abi else "no Landlock"
+    if requested == "unsafe-hook-only":
+        logger.warning("sandbox: isolation 'unsafe-hook-only': untrusted code runs with NO kernel-enforced layer")
+        scratch = tempfile.mkdtemp(prefix="mathcode-sandbox-")
+        return IsolationInfo("unsafe-hook-only", scratch, False, "UNSAFE: resource limits and audit hook only")
+    why_not = namespaces_available() if requested in ("auto", "namespaces") else "not requested"
+    if requested == "namespaces" and why_not:
+        raise kernel.KernelLayerError(f"sandbox isolation 'namespaces' is unavailable: {why_not}")
+    if requested == "process" or why_not:
+        if not abi:
+            raise kernel.KernelLayerError(
+                "no kernel layer for untrusted code: "
+                + (f"namespaces unavailable ({why_not}); " if requested == "auto" else "")
+                + "Landlock is not enabled in this kernel (needs Linux >= 5.13 with lsm=landlock). Run as root (or in "
+                "a container with CAP_SYS_ADMIN) for the namespaces mode, or pass isolation='unsafe-hook-only' to "
+                "accept running without any kernel-enforced boundary"
+            )
+        scratch = tempfile.mkdtemp(prefix="mathcode-sandbox-")
+        Path(scratch).chmod(0o700)
+        detail = f"{landlock}, seccomp, resource limits, scrubbed environment"
+        return IsolationInfo("process", scratch, False, detail, uid_block, abi, run_read_paths())
+    info = _setup_namespaces(tmpfs_mb, uid_block)
+    layers = f"; {landlock}, seccomp"
+    return IsolationInfo(
+        info.mode, info.scratch_dir, True, info.detail + layers, uid_block, abi, run_read_paths() if abi else ()
+    )
 
 
 def count_user_processes(uid: int) -> int:
