@@ -71,6 +71,7 @@ What it does not protect against
 - Timing and side channels, and denial of service through the kernel (e.g. exhausting inotify watches).
 """
 
+from mathcode_pile.sandbox.kernel import KernelLayerError
 from mathcode_pile.sandbox.limits import DEFAULT_PRELOAD, DEFAULT_WARMUP, SandboxLimits
 from mathcode_pile.sandbox.pool import SandboxError, SandboxPool, WorkerInfo
 from mathcode_pile.sandbox.result import EXEC_STATUSES, ExecResult, ExecStatus
@@ -82,6 +83,7 @@ __all__ = [
     "EXEC_STATUSES",
     "ExecResult",
     "ExecStatus",
+    "KernelLayerError",
     "PythonSession",
     "SandboxError",
     "SandboxLimits",

@@ -107,7 +107,7 @@ def enter_sandbox(
     if os.getppid() != worker_pid:
         os._exit(70)
     if info.landlock_abi:
-        apply_landlock(info.landlock_abi, info.read_paths, (workdir, *READ_WRITE_DEVICES))
+        apply_landlock(info.landlock_abi, info.read_rules, (workdir, *READ_WRITE_DEVICES))
     if syscall_filter is not None:
         syscall_filter.load()
     elif info.mode != "unsafe-hook-only":
@@ -199,6 +199,13 @@ def run_once(code: str, status_fd: int) -> int:
     return 0 if record["kind"] == "ok" else 1
 
 
+def _reap_children() -> None:
+    """Collect the children the worker killed when the previous cell returned (nothing of a cell outlives it)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 def _discard_pending_interrupt() -> None:
     if signal.SIGINT in signal.sigpending():
         signal.sigwait({signal.SIGINT})
@@ -215,6 +222,7 @@ def serve_session(request_fd: int, status_fd: int) -> None:
         except Exception:
             os._exit(0)
         cell += 1
+        _reap_children()
         _discard_pending_interrupt()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         try:

@@ -72,8 +72,14 @@ class IsolationInfo:
     uid_block: int = 0
     #: Landlock ABI applied to every run (0: none)
     landlock_abi: int = 0
-    #: folders and files a run may read (Landlock); everything else is invisible to it
-    read_paths: tuple[str, ...] = ()
+    #: (path, Landlock rights) a run may read; everything else is invisible to it
+    read_rules: tuple[tuple[str, int], ...] = ()
+    #: where runs' stdout / stderr files go (a filesystem of their own in namespaces mode); default: ``scratch_dir``
+    output_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.output_dir:
+            object.__setattr__(self, "output_dir", self.scratch_dir)
 
     def run_uid(self, pid: int) -> int:
         """The user id of the run whose first process is ``pid`` (unique among the pool's live runs)."""
@@ -225,12 +231,23 @@ def _setup_namespaces(tmpfs_mb: int, uid_block: int) -> IsolationInfo:
     detail += f"; covered {sorted(blocked)}" if blocked else ""
     if kept_visible:
         detail += f"; kept visible read-only in the private tmpfs: {kept_visible}"
-    return IsolationInfo("namespaces", scratch, True, detail, uid_block=uid_block)
+    # outputs on another tmpfs than the runs' folders: filling one's folder cannot break one's (or the next) output
+    output_root = next((t for t in ("/var/tmp", "/dev/shm") if Path(t).is_dir() and Path(t).is_mount()), "/tmp")
+    output = tempfile.mkdtemp(prefix="sandbox-out-", dir=output_root)
+    return IsolationInfo("namespaces", scratch, True, detail, uid_block=uid_block, output_dir=output)
 
 
-def run_read_paths() -> tuple[str, ...]:
-    """What a run may read under Landlock: the interpreter, its packages, this project and a few system paths."""
-    return tuple(sorted({*_needed_paths(), *kernel.SYSTEM_READ_PATHS}))
+def run_read_rules(private_proc: bool) -> tuple[tuple[str, int], ...]:
+    """What a run may read under Landlock: the interpreter, its packages, this project and a few system paths.
+
+    ``/proc`` is readable in full only where it is the worker's private PID namespace; on the host's ``/proc`` a run
+    may list entries and read a few global files, not other processes' ``environ``, ``cmdline`` or ``maps``.
+    """
+    rules = {path: kernel.READ_RIGHTS for path in {*_needed_paths(), *kernel.SYSTEM_READ_PATHS}}
+    if not private_proc:
+        rules["/proc"] = kernel.FS_READ_DIR
+        rules.update({path: kernel.READ_RIGHTS for path in kernel.HOST_PROC_FILES})
+    return tuple(sorted(rules.items()))
 
 
 def setup_worker_isolation(requested: str = "auto", tmpfs_mb: int = 512, uid_block: int = 0) -> IsolationInfo:
@@ -265,11 +282,12 @@ def setup_worker_isolation(requested: str = "auto", tmpfs_mb: int = 512, uid_blo
         scratch = tempfile.mkdtemp(prefix="mathcode-sandbox-")
         Path(scratch).chmod(0o700)
         detail = f"{landlock}, seccomp, resource limits, scrubbed environment"
-        return IsolationInfo("process", scratch, False, detail, uid_block, abi, run_read_paths())
+        return IsolationInfo("process", scratch, False, detail, uid_block, abi, run_read_rules(private_proc=False))
     info = _setup_namespaces(tmpfs_mb, uid_block)
     layers = f"; {landlock}, seccomp"
+    rules = run_read_rules(private_proc=True) if abi else ()
     return IsolationInfo(
-        info.mode, info.scratch_dir, True, info.detail + layers, uid_block, abi, run_read_paths() if abi else ()
+        "namespaces", info.scratch_dir, True, info.detail + layers, uid_block, abi, rules, info.output_dir
     )
 
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 SYS_LANDLOCK_CREATE_RULESET = 444
@@ -78,6 +78,8 @@ SYSTEM_READ_PATHS = (
     "/dev/zero",
 )
 READ_WRITE_DEVICES = ("/dev/null",)
+#: Global files of the host's /proc a run may read when /proc is not a private PID namespace's.
+HOST_PROC_FILES = ("/proc/cpuinfo", "/proc/meminfo", "/proc/stat", "/proc/version")
 
 CLONE_NAMESPACE_FLAGS = (
     0x00020000,  # CLONE_NEWNS
@@ -187,11 +189,9 @@ class _PathBeneathAttr(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def apply_landlock(abi: int, read_paths: Iterable[str], write_paths: Iterable[str]) -> None:
-    """Restrict the calling process (and all it will start) to reading ``read_paths`` and writing ``write_paths``.
-
-    Paths that do not exist are skipped. Needs ``no_new_privs`` (set by the caller before).
-    """
+def apply_landlock(abi: int, read_rules: Iterable[tuple[str, int]], write_paths: Iterable[str]) -> None:
+    """Restrict the calling process (and all it will start) to ``read_rules`` (path, rights) and to writing
+    ``write_paths``. Paths that do not exist are skipped. Needs ``no_new_privs`` (set by the caller before)."""
     handled = FS_HANDLED_BY_ABI[min(abi, 5)]
     attr = _RulesetAttr(handled, NET_BIND_TCP | NET_CONNECT_TCP if abi >= 4 else 0, 0)
     if abi >= 6:
@@ -199,16 +199,16 @@ def apply_landlock(abi: int, read_paths: Iterable[str], write_paths: Iterable[st
     size = 8 if abi < 4 else 16 if abi < 6 else 24
     ruleset = _syscall(SYS_LANDLOCK_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     try:
-        for rights, paths in ((READ_RIGHTS, read_paths), (handled, write_paths)):
-            for path in paths:
-                try:
-                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-                except OSError:
-                    continue
-                try:
-                    allowed = rights & handled
-                    if not Path(f"/proc/self/fd/{fd}").is_dir():
-                        allowed &= FILE_RIGHTS
+        for path, rights in [*read_rules, *((path, handled) for path in write_paths)]:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                allowed = rights & handled
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    allowed &= FILE_RIGHTS
+                if allowed:
                     rule = _PathBeneathAttr(allowed, fd)
                     _syscall(
                         SYS_LANDLOCK_ADD_RULE,
@@ -217,8 +217,8 @@ def apply_landlock(abi: int, read_paths: Iterable[str], write_paths: Iterable[st
                         ctypes.byref(rule),
                         ctypes.c_uint32(0),
                     )
-                finally:
-                    os.close(fd)
+            finally:
+                os.close(fd)
         _syscall(SYS_LANDLOCK_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))
     finally:
         os.close(ruleset)

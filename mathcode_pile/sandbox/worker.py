@@ -10,6 +10,7 @@ parent closes the pipe.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import importlib
 import importlib.util
@@ -80,24 +81,43 @@ def _descendants(pid: int) -> list[int]:
                 continue
             found.extend(children)
             pending.extend(children)
-    return found
+    return [pid for pid in found if not _is_zombie(pid)]
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet (it holds no memory and runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 @dataclass
 class RunFiles:
-    """A run's private folder: ``work/`` (the snippet's cwd) beside capped ``stdout`` / ``stderr`` it cannot reach."""
+    """A run's private folder ``work/`` (its cwd, the only place it may write) and its capped ``stdout`` / ``stderr``,
+    which live in another folder, on another filesystem where there is one: a run that fills its own folder cannot
+    make its output (or the next run's) fail."""
 
     run_dir: str
+    output_dir: str
     workdir: str
     stdout: str
     stderr: str
 
     @classmethod
-    def create(cls, scratch_dir: str) -> RunFiles:
+    def create(cls, scratch_dir: str, output_root: str) -> RunFiles:
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch_dir))
         run_dir.chmod(0o711)
         (run_dir / "work").mkdir(0o700)
-        return cls(str(run_dir), str(run_dir / "work"), str(run_dir / "stdout"), str(run_dir / "stderr"))
+        output_dir = Path(tempfile.mkdtemp(prefix="out-", dir=output_root))
+        return cls(
+            str(run_dir),
+            str(output_dir),
+            str(run_dir / "work"),
+            str(output_dir / "stdout"),
+            str(output_dir / "stderr"),
+        )
 
     def output_full(self, limits: SandboxLimits) -> bool:
         for path in (self.stdout, self.stderr):
@@ -113,6 +133,7 @@ class RunFiles:
 
     def remove(self) -> None:
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        shutil.rmtree(self.output_dir, ignore_errors=True)
 
 
 @dataclass
@@ -183,6 +204,9 @@ def classify(
     reason = f"{error_type}: {message}" if message else error_type
     if error_type == "MemoryError":
         return "memory_limit", exit_code, f"memory limit of {limits.memory_mb} MB exceeded (MemoryError)"
+    if record.get("errno") == errno.ENOSPC:
+        # the scratch space is full: a condition of the machine, not a verdict on the code (never cached; retried)
+        return "sandbox_error", exit_code, f"no space left in the sandbox's scratch space ({reason})"
     if output_full or record.get("errno") == 27:  # EFBIG: the file-size limit refused a write
         return "output_limit", exit_code, f"file size limit of {limits.max_file_mb:g} MB reached ({reason})"
     return "error", exit_code, reason
@@ -276,7 +300,7 @@ class Worker:
     # -- one-shot runs ---------------------------------------------------------------------------------------
 
     def run(self, code: str, limits: SandboxLimits) -> dict[str, Any]:
-        files = RunFiles.create(self.info.scratch_dir)
+        files = RunFiles.create(self.info.scratch_dir, self.info.output_dir)
         status_r, status_w = os.pipe()
         started = time.monotonic()
         pid = self._fork_child(files, limits, (status_w,), limits.cpu_seconds)
@@ -334,9 +358,10 @@ class Worker:
 
     def _check_health(self) -> None:
         """After a run: the scratch space must have room again; if not, this worker cannot serve and says so."""
-        stats = os.statvfs(self.info.scratch_dir)
-        if stats.f_bavail * stats.f_frsize < MIN_FREE_SCRATCH_BYTES:
-            self.unhealthy = f"scratch space {self.info.scratch_dir} is full after a run"
+        for folder in (self.info.scratch_dir, self.info.output_dir):
+            stats = os.statvfs(folder)
+            if stats.f_bavail * stats.f_frsize < MIN_FREE_SCRATCH_BYTES:
+                self.unhealthy = f"scratch space {folder} is full after a run"
 
     @staticmethod
     def _read_record(status_fd: int) -> dict[str, Any] | None:
@@ -349,7 +374,7 @@ class Worker:
     # -- sessions --------------------------------------------------------------------------------------------
 
     def _start_session_child(self, limits: SandboxLimits, cpu_seconds: int) -> SessionChild:
-        files = RunFiles.create(self.info.scratch_dir)
+        files = RunFiles.create(self.info.scratch_dir, self.info.output_dir)
         request_r, request_w = os.pipe()
         status_r, status_w = os.pipe()
         pid = self._fork_child(files, limits, (request_r, status_w), cpu_seconds)
@@ -433,8 +458,16 @@ class Worker:
         try:
             request = {"code": code, "display_last": display_last}
             send_frame(child.request_fd, request, deadline=started + SESSION_WRITE_TIMEOUT_S)
-        except (OSError, ProtocolError):  # the interpreter is gone, or stopped reading its requests
+        except OSError:  # the interpreter is gone (it died between cells)
             return self._restarted(session_id, child, limits, started, timed_out=False)
+        except ProtocolError:  # it stopped reading its requests: it may not block this worker
+            result = self._restarted(session_id, child, limits, started, timed_out=False)
+            result["status"], result["exit_code"] = "error", None
+            result["reason"] = (
+                f"the session did not take its next cell within {SESSION_WRITE_TIMEOUT_S:g}s; "
+                "the session was restarted and its variables were lost"
+            )
+            return result
         deadline = started + limits.timeout_s
         interrupted = False
         while True:
@@ -523,6 +556,7 @@ class Worker:
             self.close_session(session_id)
         kill_leftovers()
         shutil.rmtree(self.info.scratch_dir, ignore_errors=True)
+        shutil.rmtree(self.info.output_dir, ignore_errors=True)
 
 
 def _installed(modules: list[str]) -> set[str]:
