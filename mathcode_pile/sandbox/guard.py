@@ -1,18 +1,17 @@
-"""An audit hook (PEP 578) installed in every sandboxed interpreter: the in-process layer of the sandbox.
+"""An audit hook (PEP 578) installed in every sandboxed interpreter: friendly early errors, not a boundary.
 
-The kernel-level measures (namespaces, a dropped user id, resource limits) do the real containment where they are
-available. This hook adds a second layer that also holds where they are not (an unprivileged user): it refuses
+The boundaries are the kernel's (namespaces, Landlock, seccomp, limits; see the package docstring). This hook turns
+the common attempts into a readable ``SandboxViolationError`` before the kernel refuses them with a bare errno: it
+refuses
 
-- sockets of any family but ``AF_UNIX`` (no network even without a network namespace),
-- ``ctypes`` (the usual way around every Python-level check), ``gc`` object walks (the way to reach this hook's
-  state), and running other programs (``os.system``, ``exec*``, ``posix_spawn``, ``subprocess``),
+- sockets of any family but ``AF_UNIX``, ``ctypes``, ``gc`` object walks, running other programs,
 - opening files for writing, and creating, renaming, removing or re-moding paths, outside the working directory,
 - reading other processes' environment, memory or file descriptors under ``/proc``,
 - signalling processes outside the sandbox's own process group,
 - forking, where the process count cannot be limited (root without namespaces).
 
-An audit hook cannot be removed from Python code, but it only sees what goes through the interpreter: native code in
-an extension module makes system calls directly. That is why it is the second layer, not the first.
+Code in the sandbox can switch it off (its checks read this module's globals at call time, and native code makes
+system calls directly); the attack tests do exactly that, and every attack must still fail.
 """
 
 from __future__ import annotations

@@ -1,20 +1,23 @@
-"""The kernel-level half of the sandbox: namespaces and mounts for a worker, then limits and identity per run.
+"""The worker-level half of the sandbox: namespaces and mounts for a worker, then limits and identity per run.
 
-Two modes, chosen once per worker (see the package docstring for what each protects against):
+Modes, chosen once per worker (see the package docstring for what each protects against):
 
-``namespaces`` (running as root, the default in containers and CI): the worker moves into its own network namespace
-(only a loopback interface that is down: nothing is reachable, not even 127.0.0.1 of the host), its own PID namespace
-(it is process 1 there: it sees only its own runs, and when it dies the kernel kills every process left in it) and
-its own mount namespace, where ``/proc`` shows that PID namespace only, fresh size-capped tmpfs are mounted over
-``/tmp``, ``/var/tmp`` and ``/dev/shm``, and a tmpfs covers any directory the unprivileged sandbox user cannot
-traverse on the way to the interpreter (``/root`` when Python lives under it; only the interpreter's own folders are
-bound back in, so everything else there stays hidden). Each run then gets a user id of its own: it cannot write to
-the host's files or signal other processes, ``RLIMIT_NPROC`` counts its own processes, and one ``kill(-1)`` under
-that id stops a fork bomb atomically.
+``namespaces`` (root with ``CAP_SYS_ADMIN``): the worker moves into its own network namespace (only a loopback
+interface that is down: nothing is reachable, not even 127.0.0.1 of the host), PID namespace (it is process 1 there:
+it sees only its own runs, and when it dies the kernel kills every process left in it), IPC namespace and mount
+namespace, where ``/proc`` shows that PID namespace only, fresh size-capped tmpfs (writable by root only) are mounted
+over ``/tmp``, ``/var/tmp`` and ``/dev/shm`` with the interpreter's folders bound back read-only when they live
+there, and a tmpfs covers any directory the unprivileged sandbox user cannot traverse on the way to the interpreter
+(``/root`` when Python lives under it; only the interpreter's own folders are bound back in). Each run then gets a
+user id of its own (unique across the pool's workers): it cannot write to the host's files or signal other
+processes, ``RLIMIT_NPROC`` counts its own processes, and one ``kill(-1)`` under that id stops a fork bomb atomically.
 
-``process`` (no root): the same resource limits, a scrubbed environment, a private working directory and the audit
-hook of :mod:`mathcode_pile.sandbox.guard`; ``RLIMIT_NPROC`` is set to the user's current process count plus the
-allowance, which bounds a fork bomb but is shared with the user's other processes.
+``process`` (no root, or no ``CAP_SYS_ADMIN``): no namespaces; Landlock and seccomp (:mod:`.kernel`, applied to
+every run in both modes) carry the filesystem, network, IPC and signal boundaries. ``RLIMIT_NPROC`` is set to the
+user's current process count plus the allowance, which bounds a fork bomb but is shared with the user's other
+processes; as root, where that limit does not apply, seccomp refuses to create processes at all.
+
+``unsafe-hook-only``: resource limits and the audit hook only; never chosen automatically.
 """
 
 from __future__ import annotations
