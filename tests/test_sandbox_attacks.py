@@ -23,6 +23,8 @@ from mathcode_pile.sandbox import PythonSession, SandboxLimits, SandboxPool
 
 ATTACKS = Path(__file__).with_name("sandbox_attacks.py")
 UNPRIVILEGED_UID = 65534
+#: the interpreter must be able to reach its own files by path (it starts workers by ``sys.executable``)
+PROBE = "import os, sys; os.stat(sys.executable); os.listdir(sys.prefix)"
 
 
 def run_attacks(command: list[str], env: dict[str, str]) -> dict[str, object]:
@@ -37,7 +39,7 @@ def _interpreter_for(uid: int) -> str | None:
         if not candidate or not shutil.which("setpriv"):
             continue
         probe = subprocess.run(
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", candidate, "-c", "import json"],
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", candidate, "-c", PROBE],
             capture_output=True,
             timeout=60,
         )
