@@ -108,9 +108,12 @@ def test_attacks_as_an_unprivileged_user() -> None:
         try:
             command, env = unprivileged_command(root)
             report = run_attacks(command, env)
+            # namespaces need root: asked for by name without it, the pool refuses to start and says why
+            refused = run_attacks([*command[:-1], "namespaces"], env)
         finally:
             shutil.rmtree(root, ignore_errors=True)
         assert report["euid"] == UNPRIVILEGED_UID
+        assert "namespaces mode needs root" in str(refused["refused_to_start"])
     assert report["mode"] == "process"
     assert_contained(report)
     assert report["hogs"][0] == "memory_limit"
@@ -193,3 +196,28 @@ def test_a_standalone_session_refuses_nothing_it_should_allow() -> None:
     with PythonSession(preload=("math",), limits=LIMITS) as session:
         assert session.run_cell("import math\nmath.factorial(6)").stdout == "720\n"
         assert session.run_cell("open('here.txt', 'w').write('ok')\nopen('here.txt').read()").stdout == "'ok'\n"
+
+
+# -- infrastructure failures are not verdicts ----------------------------------------------------------------------
+
+
+def test_infrastructure_failures_are_never_cached(tmp_path: Path) -> None:
+    from mathcode_pile.llm.cache import RequestCache
+    from mathcode_pile.translation.execution import run_snippets, sandbox_cache_key
+
+    full = "import errno\nraise OSError(errno.ENOSPC, 'No space left on device')"
+    codes = [full, "print(6 * 7)"]
+    cache = RequestCache(tmp_path / "sandbox-cache")
+    with SandboxPool(workers=1, preload=("math",), limits=LIMITS) as pool:
+        first = run_snippets(pool, codes, LIMITS, cache)
+        assert [r.status for r in first] == ["sandbox_error", "ok"]
+        assert "no space left" in first[0].reason
+        assert cache.get(sandbox_cache_key(full, LIMITS)) is None
+        assert cache.get(sandbox_cache_key(codes[1], LIMITS))["stdout"] == "42\n"
+
+    # a pool that cannot start (here: its worker is not ready within a millisecond) is an exception, not a row's
+    # verdict: nothing is stored for it either
+    unready = SandboxPool(workers=1, preload=("math",), limits=LIMITS, start_timeout_s=0.001)
+    with unready, pytest.raises(mathcode_pile.sandbox.SandboxError, match="did not start"):
+        run_snippets(unready, ["print(1)"], LIMITS, cache)
+    assert cache.get(sandbox_cache_key("print(1)", LIMITS)) is None
