@@ -21,9 +21,11 @@ from typing import Any
 from mathcode_pile.sandbox import linux
 from mathcode_pile.sandbox.guard import install_audit_guard
 from mathcode_pile.sandbox.isolation import (
+    PRIVATE_TMPFS,
     IsolationInfo,
     apply_limits,
     drop_privileges,
+    enter_run_tmpfs,
     reset_signals,
     scrubbed_environment,
 )
@@ -94,6 +96,9 @@ def enter_sandbox(
     import tempfile
 
     tempfile.tempdir = workdir
+    private = PRIVATE_TMPFS if info.mode == "namespaces" else ()
+    if private:
+        enter_run_tmpfs(info, workdir)
     os.chdir(workdir)
     apply_limits(limits, info.mode, cpu_seconds)
     if info.mode == "namespaces":
@@ -107,14 +112,15 @@ def enter_sandbox(
     if os.getppid() != worker_pid:
         os._exit(70)
     if info.landlock_abi:
-        apply_landlock(info.landlock_abi, info.read_rules, (workdir, *READ_WRITE_DEVICES))
+        # namespaces mode: /tmp, /var/tmp and /dev/shm are the run's own fresh tmpfs (see enter_run_tmpfs)
+        apply_landlock(info.landlock_abi, info.read_rules, (workdir, *private, *READ_WRITE_DEVICES))
     if syscall_filter is not None:
         syscall_filter.load()
     elif info.mode != "unsafe-hook-only":
         raise RuntimeError("a kernel-isolated run needs its seccomp filter")
     _reseed_random()
     # as root without namespaces RLIMIT_NPROC does not apply: forking is then refused instead
-    install_audit_guard(workdir, allow_fork=info.mode == "namespaces" or os.geteuid() != 0)
+    install_audit_guard(workdir, allow_fork=info.mode == "namespaces" or os.geteuid() != 0, writable_roots=private)
 
 
 def _reseed_random() -> None:

@@ -70,7 +70,12 @@ def _is_write_open(mode: Any, flags: Any) -> bool:
     return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
 
 
-def install_audit_guard(workdir: str, allow_output_paths: tuple[str, ...] = (), allow_fork: bool = True) -> None:
+def install_audit_guard(
+    workdir: str,
+    allow_output_paths: tuple[str, ...] = (),
+    allow_fork: bool = True,
+    writable_roots: tuple[str, ...] = (),
+) -> None:
     """Install the hook; from now on the interpreter may write only under ``workdir`` (and ``/dev/null``).
 
     ``allow_fork=False`` also refuses ``os.fork``: for root without namespaces, where ``RLIMIT_NPROC`` is not enforced
@@ -78,6 +83,9 @@ def install_audit_guard(workdir: str, allow_output_paths: tuple[str, ...] = (), 
     """
     root = os.path.realpath(workdir)
     allowed_exact = {root, "/dev/null", *(os.path.realpath(p) for p in allow_output_paths)}
+    # the working directory and the run's own private temporary folders (namespaces mode)
+    prefixes = tuple(p + os.sep for p in (root, *(os.path.realpath(r) for r in writable_roots)))
+    allowed_exact.update(p.rstrip(os.sep) for p in prefixes)
     own_pgid = os.getpgid(0)
     realpath = os.path.realpath
     fspath = os.fspath
@@ -90,7 +98,7 @@ def install_audit_guard(workdir: str, allow_output_paths: tuple[str, ...] = (), 
             resolved = realpath(fspath(path) if not isinstance(path, bytes) else path.decode("utf-8", "replace"))
         except (TypeError, ValueError):
             return False
-        return resolved in allowed_exact or resolved.startswith(root + os.sep)
+        return resolved in allowed_exact or resolved.startswith(prefixes)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":

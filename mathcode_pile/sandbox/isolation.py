@@ -23,6 +23,7 @@ processes; as root, where that limit does not apply, seccomp refuses to create p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import resource
@@ -55,6 +56,7 @@ SAFE_ENVIRONMENT = {
     "MPLBACKEND": "Agg",
 }
 PRIVATE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")
+RUN_SMALL_TMPFS_MB = 64
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -79,6 +81,10 @@ class IsolationInfo:
     read_rules: tuple[tuple[str, int], ...] = ()
     #: where runs' stdout / stderr files go (a filesystem of their own in namespaces mode); default: ``scratch_dir``
     output_dir: str = ""
+    #: folders the interpreter needs (bound back into a run's private tmpfs when they live under one)
+    needed_paths: tuple[str, ...] = ()
+    #: size cap of a run's private ``/tmp`` (namespaces mode; ``/var/tmp`` and ``/dev/shm`` get at most 64 MB each)
+    run_tmpfs_mb: int = 0
 
     def __post_init__(self) -> None:
         if not self.output_dir:
@@ -165,7 +171,7 @@ def _outermost(paths: list[str]) -> list[str]:
     return kept
 
 
-def _mount_private_tmpfs(target: str, needed: list[str], tmpfs_mb: int) -> list[str]:
+def _mount_private_tmpfs(target: str, needed: list[str], tmpfs_mb: int, mode: str = "0755") -> list[str]:
     """Cover ``target`` with a fresh tmpfs, then bind the ``needed`` folders under it back in, read-only.
 
     A clone under ``/tmp`` (CI does that) keeps its venv and sources there: a plain tmpfs would hide the interpreter's
@@ -176,8 +182,7 @@ def _mount_private_tmpfs(target: str, needed: list[str], tmpfs_mb: int) -> list[
     inside = _outermost([p for p in needed if Path(p).is_relative_to(target) and p != target])
     old = os.open(target, os.O_PATH | os.O_DIRECTORY)
     try:
-        # 0755, not 1777: a run (another user id) can write only its own folder, so nothing it leaves there survives
-        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode=0755,size={tmpfs_mb}m")
+        linux.mount("tmpfs", target, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"mode={mode},size={tmpfs_mb}m")
         for path in inside:
             relative = Path(path).relative_to(target)
             destination = Path(target) / relative
@@ -223,6 +228,7 @@ def _setup_namespaces(tmpfs_mb: int, uid_block: int) -> IsolationInfo:
     kept_visible: list[str] = []
     for target in PRIVATE_TMPFS:
         if Path(target).is_dir():
+            # 0755: only root writes the worker's own tmpfs (scratch, outputs); runs get tmpfs of their own on top
             kept_visible += _mount_private_tmpfs(str(Path(target).resolve()), needed, tmpfs_mb)
     # after the tmpfs mounts: folders re-created inside them are traversable, the host's originals may not have been
     blocked = _untraversable_ancestors(needed)
@@ -237,7 +243,29 @@ def _setup_namespaces(tmpfs_mb: int, uid_block: int) -> IsolationInfo:
     # outputs on another tmpfs than the runs' folders: filling one's folder cannot break one's (or the next) output
     output_root = next((t for t in ("/var/tmp", "/dev/shm") if Path(t).is_dir() and Path(t).is_mount()), "/tmp")
     output = tempfile.mkdtemp(prefix="sandbox-out-", dir=output_root)
-    return IsolationInfo("namespaces", scratch, True, detail, uid_block=uid_block, output_dir=output)
+    return IsolationInfo(
+        "namespaces",
+        scratch,
+        True,
+        detail,
+        uid_block=uid_block,
+        output_dir=output,
+        needed_paths=tuple(needed),
+        run_tmpfs_mb=tmpfs_mb,
+    )
+
+
+def enter_run_tmpfs(info: IsolationInfo, workdir: str) -> None:
+    """Per run (namespaces mode, in the forked child, still root): a mount namespace of its own with fresh,
+    size-capped ``/tmp``, ``/var/tmp`` and ``/dev/shm``, and the run's folder re-created (empty) inside the new
+    ``/tmp`` at the same path. They vanish with the run's last process: nothing written there outlives the run, and
+    filling them affects no other run."""
+    linux.unshare(linux.CLONE_NEWNS)
+    for target in PRIVATE_TMPFS:
+        if Path(target).is_dir():
+            size = info.run_tmpfs_mb if target == "/tmp" else min(info.run_tmpfs_mb, RUN_SMALL_TMPFS_MB)
+            _mount_private_tmpfs(str(Path(target).resolve()), list(info.needed_paths), size, mode="1777")
+    Path(workdir).mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def run_read_rules(private_proc: bool) -> tuple[tuple[str, int], ...]:
@@ -287,11 +315,9 @@ def setup_worker_isolation(requested: str = "auto", tmpfs_mb: int = 512, uid_blo
         detail = f"{landlock}, seccomp, resource limits, scrubbed environment"
         return IsolationInfo("process", scratch, False, detail, uid_block, abi, run_read_rules(private_proc=False))
     info = _setup_namespaces(tmpfs_mb, uid_block)
-    layers = f"; {landlock}, seccomp"
+    layers = f"; {landlock}, seccomp; per run: fresh /tmp ({tmpfs_mb} MB), /var/tmp, /dev/shm"
     rules = run_read_rules(private_proc=True) if abi else ()
-    return IsolationInfo(
-        "namespaces", info.scratch_dir, True, info.detail + layers, uid_block, abi, rules, info.output_dir
-    )
+    return dataclasses.replace(info, detail=info.detail + layers, landlock_abi=abi, read_rules=rules)
 
 
 def count_user_processes(uid: int) -> int:
