@@ -50,11 +50,13 @@ Layers, applied to every run (the ``process`` mode lacks only the first):
   ``/tmp``, ``/var/tmp``, ``/dev/shm`` that only root may write, with the interpreter, venv and project bound back
   read-only when they live there, e.g. a CI clone under ``/tmp``). Each run gets a user id of its own, unique across
   the pool's workers: it cannot write the host's files or signal other processes, and ``RLIMIT_NPROC`` counts
-  exactly its processes.
+  exactly its processes. Each
+  run also gets a mount namespace of its own with fresh ``/tmp`` (``tmpfs_mb``), ``/var/tmp`` and ``/dev/shm`` (64
+  MB each), which hold its working folder and vanish with its last process.
 - **Landlock** (:mod:`.kernel`; Linux >= 5.13): the run may read the interpreter, its packages, this project and a
-  few system paths (``/usr``, ``/lib*``, the loader cache, ``/etc/ssl``...), and write only its own working folder:
-  no ``dir_fd``, ``sqlite3``, ``bind()`` or ``shm_open`` write lands anywhere else, and nothing of a run survives it
-  (its folder is removed). Its output files live elsewhere (their own tmpfs in ``namespaces`` mode), so a run that
+  few system paths (``/usr``, ``/lib*``, the loader cache, ``/etc/ssl``...), and write only its own working folder
+  (and, in ``namespaces`` mode, its own fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``): no ``dir_fd``, ``sqlite3``,
+  ``bind()`` or ``shm_open`` write lands anywhere else, and nothing of a run survives it (its folder is removed). Its output files live elsewhere (their own tmpfs in ``namespaces`` mode), so a run that
   fills its folder cannot break its own output or the next run's. On the host's ``/proc`` (``process`` mode) a run
   may list entries and read a few global files, not another process's ``environ`` or ``cmdline``. With ABI >= 4 TCP
   bind / connect are refused; with ABI >= 6 abstract Unix sockets and signals are scoped to the run.
