@@ -56,8 +56,9 @@ Layers, applied to every run (the ``process`` mode lacks only the first):
 - **Landlock** (:mod:`.kernel`; Linux >= 5.13): the run may read the interpreter, its packages, this project and a
   few system paths (``/usr``, ``/lib*``, the loader cache, ``/etc/ssl``...), and write only its own working folder
   (and, in ``namespaces`` mode, its own fresh ``/tmp``, ``/var/tmp``, ``/dev/shm``): no ``dir_fd``, ``sqlite3``,
-  ``bind()`` or ``shm_open`` write lands anywhere else, and nothing of a run survives it (its folder is removed). Its output files live elsewhere (their own tmpfs in ``namespaces`` mode), so a run that
-  fills its folder cannot break its own output or the next run's. On the host's ``/proc`` (``process`` mode) a run
+  ``bind()`` or ``shm_open`` write lands anywhere else, and nothing of a run survives it (its folder is removed).
+  Its output files live elsewhere (their own tmpfs in ``namespaces`` mode), so a run that fills its folder cannot
+  break its own output or the next run's. On the host's ``/proc`` (``process`` mode) a run
   may list entries and read a few global files, not another process's ``environ`` or ``cmdline``. With ABI >= 4 TCP
   bind / connect are refused; with ABI >= 6 abstract Unix sockets and signals are scoped to the run.
 - **seccomp** (:mod:`.kernel`, ``pyseccomp`` over libseccomp2): no SysV IPC, ``ptrace`` / ``process_vm_*``, new
