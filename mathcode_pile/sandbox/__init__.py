@@ -102,6 +102,8 @@ Out of scope
 - Resource use within the limits, page cache and tmpfs use counting towards the host's memory, timing and side
   channels; in ``process`` mode the run folder lies on the host's temporary filesystem and is capped per file
   (``RLIMIT_FSIZE``), not in total, and ``RLIMIT_NPROC`` is shared with the user's other processes.
+- Landlock ABI < 6 (Linux < 6.12): in ``process`` mode abstract Unix sockets of the host (some desktop and container
+  services listen on them) stay reachable, and signals are bounded by user id only.
 - The per-run memory sum is sampled (every 50 ms), so a burst shorter than that can pass; each process stays
   within ``RLIMIT_AS`` regardless.
 

@@ -190,7 +190,9 @@ def classify(
         # the exit status decides ok / not ok; the record (which the snippet could have written) only explains
         if exit_code == 0:
             return "ok", 0, ""
-        if kind in ("ok", "exit") or exit_code == SETUP_FAILED_EXIT:
+        if kind == "exit":
+            return "error", exit_code, f"SystemExit({exit_code})"
+        if kind == "ok":  # a frame the run wrote itself: the exit status says otherwise
             return classify(None, wait_status, False, output_full, limits, cpu_used_s, cpu_limit_s)
     if kind == "ok":
         return "ok", exit_code if exit_code is not None else 0, ""
