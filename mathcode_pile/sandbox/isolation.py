@@ -362,8 +362,10 @@ def apply_limits(limits: SandboxLimits, mode: str, cpu_seconds: int | None = Non
     _set_limit(resource.RLIMIT_CORE, 0)
     if mode == "namespaces":
         _set_limit(resource.RLIMIT_NPROC, limits.max_processes)
-    else:
+    elif os.geteuid() != 0:
         _set_limit(resource.RLIMIT_NPROC, count_user_processes(os.getuid()) + limits.max_processes)
+    # root without namespaces: RLIMIT_NPROC does not apply to root; seccomp refuses new processes instead (and the
+    # scan of /proc it would need costs more than the rest of a run's set-up)
 
 
 def drop_privileges(uid: int) -> None:
