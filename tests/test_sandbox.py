@@ -386,7 +386,8 @@ print(json.dumps(report))
 
 @pytest.fixture
 def venv_under_tmp() -> Iterator[Path]:
-    """A real venv (its own interpreter, site-packages and a copy of the sandbox package) in a 0700 folder of /tmp."""
+    """A real venv (its own interpreter, site-packages and a copy of the sandbox package) in a 0700 folder of /tmp,
+    under a path with a space."""
     import shutil
     import subprocess
     import sys
@@ -396,7 +397,9 @@ def venv_under_tmp() -> Iterator[Path]:
 
     import mathcode_pile.sandbox
 
-    root = Path(tempfile.mkdtemp(prefix="mathcode-ci-", dir="/tmp"))
+    top = Path(tempfile.mkdtemp(prefix="mathcode-ci-", dir="/tmp"))
+    root = top / "clone with space"  # as the CI clone's path
+    root.mkdir()
     try:
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
         site = next((root / "venv" / "lib").glob("python3*/site-packages"))
@@ -412,7 +415,7 @@ def venv_under_tmp() -> Iterator[Path]:
         (site / "hidden.pth").write_text(f"{hidden}\n")
         yield root
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_an_interpreter_under_tmp_stays_visible_and_read_only(venv_under_tmp: Path) -> None:
