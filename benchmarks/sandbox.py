@@ -10,7 +10,11 @@ in one run, on this machine:
   captured: no isolation and no fresh state. The ratio exec / sandbox is the price of isolation (the sandbox uses
   ``--workers`` cores, so the printed per-core figure is the fairer one).
 
-Run: ``python benchmarks/sandbox.py [--snippets 200] [--workers N]``.
+With ``--before GIT_REF`` the sandbox package as it was at that commit runs the same snippets too (in a process of
+its own, from an export of ``mathcode_pile/sandbox`` at that ref), so the cost of a change to the sandbox (e.g. its
+kernel layers) is measured against the code before it, on the same machine, in the same run.
+
+Run: ``python benchmarks/sandbox.py [--snippets 200] [--workers N] [--before GIT_REF]``.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from mathcode_pile.sandbox import DEFAULT_WARMUP, SandboxLimits, SandboxPool
 
@@ -77,17 +85,59 @@ def run_in_process(snippets: list[str]) -> tuple[float, list[str]]:
     return time.perf_counter() - started, outputs
 
 
+#: Runs in a process of its own with PYTHONPATH at an exported sandbox package; snippets on stdin, JSON on stdout.
+MEASURE_SCRIPT = """
+import json, sys, time
+from mathcode_pile.sandbox import SandboxLimits, SandboxPool
+snippets, workers, timeout_s, isolation = json.load(sys.stdin)
+pool = SandboxPool(workers=workers, limits=SandboxLimits(timeout_s=timeout_s), isolation=isolation)
+info = pool.worker_info()
+for index in range(pool.size):
+    pool.request(index, {"op": "ping"}, 60.0)
+with pool:
+    started = time.perf_counter()
+    results = pool.run_many(snippets)
+    seconds = time.perf_counter() - started
+print(json.dumps({"seconds": seconds, "mode": info.mode, "stdout": [r.stdout for r in results]}))
+"""
+
+
+def run_sandbox_at(ref: str, snippets: list[str], workers: int, timeout_s: float, isolation: str) -> dict[str, object]:
+    """The pool of ``mathcode_pile/sandbox`` as of git ``ref``, timed on ``snippets`` in a separate process."""
+    repo = Path(__file__).resolve().parents[1]
+    export = Path(tempfile.mkdtemp(prefix=".sandbox-before-", dir=repo))
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", ref, "mathcode_pile/sandbox"], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(export)], input=archive, check=True)
+        (export / "mathcode_pile" / "__init__.py").write_text("")
+        done = subprocess.run(
+            [sys.executable, "-c", MEASURE_SCRIPT],
+            input=json.dumps([snippets, workers, timeout_s, isolation]),
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(export)},
+            check=True,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(export, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--snippets", type=int, default=200)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per snippet (generous: a loaded machine)")
+    parser.add_argument("--before", metavar="GIT_REF", help="also time the sandbox package as of this git ref")
+    parser.add_argument("--isolation", default="auto", help="sandbox isolation mode (both sandboxes; default auto)")
     args = parser.parse_args()
     snippets = make_snippets(args.snippets)
     print(f"{len(snippets)} snippets ({sum('sympy' in s for s in snippets)} import sympy), {args.workers} worker(s)")
 
     started = time.perf_counter()
-    pool = SandboxPool(workers=args.workers, limits=SandboxLimits(timeout_s=args.timeout_s))
+    pool = SandboxPool(workers=args.workers, limits=SandboxLimits(timeout_s=args.timeout_s), isolation=args.isolation)
     info = pool.worker_info()
     for index in range(pool.size):  # every worker ready before timing
         pool.request(index, {"op": "ping"}, 60.0)
@@ -99,6 +149,13 @@ def main() -> None:
     failed = [r for r in results if not r.ok]
     print(f"sandbox ({info.mode} isolation): pool start {startup:.2f}s (once), {sandbox_s:.2f}s for the snippets, "
           f"{len(failed)} failed")  # fmt: skip
+
+    before = None
+    if args.before:
+        before = run_sandbox_at(args.before, snippets, args.workers, args.timeout_s, args.isolation)
+        same = sum(r.stdout == b for r, b in zip(results, before["stdout"], strict=True))
+        print(f"sandbox at {args.before} ({before['mode']} isolation): {before['seconds']:.2f}s for the snippets, "
+              f"outputs identical to the current sandbox's: {same}/{len(snippets)}")  # fmt: skip
 
     subprocess_s, subprocess_outputs = run_subprocesses(snippets, args.workers, args.timeout_s)
     exec_s, exec_outputs = run_in_process(snippets)
@@ -113,7 +170,12 @@ def main() -> None:
         print(f"{name:<18}{seconds:>10.2f}{rate[name]:>14.1f}")
     print()
     print(f"sandbox / python -c     = {rate['sandbox'] / rate['python -c']:.1f}x  (goal >= 20x)")
-    print(f"in-process exec / sandbox = {rate['in-process exec'] / rate['sandbox']:.2f}x  (the price of isolation)")
+    print(f"in-process exec / sandbox = {rate['in-process exec'] / rate['sandbox']:.2f}x  (the price of isolation; "
+          "goal <= 6x)")  # fmt: skip
+    if before is not None:
+        before_rate = len(snippets) / float(before["seconds"])
+        print(f"sandbox at {args.before}: {before_rate:.1f} snippets/s; now {rate['sandbox']:.1f} snippets/s "
+              f"(now / before = {rate['sandbox'] / before_rate:.2f}x)")  # fmt: skip
     per_core = rate["in-process exec"] / (rate["sandbox"] / args.workers)
     print(f"in-process exec / sandbox per core = {per_core:.2f}x")
     print(f"sandbox incl. pool start / python -c = {len(snippets) / (sandbox_s + startup) / rate['python -c']:.1f}x")

@@ -11,6 +11,7 @@ import contextlib
 import io
 import linecache
 import os
+import random
 import resource
 import signal
 import sys
@@ -20,12 +21,15 @@ from typing import Any
 from mathcode_pile.sandbox import linux
 from mathcode_pile.sandbox.guard import install_audit_guard
 from mathcode_pile.sandbox.isolation import (
+    PRIVATE_TMPFS,
     IsolationInfo,
     apply_limits,
     drop_privileges,
+    enter_run_tmpfs,
     reset_signals,
     scrubbed_environment,
 )
+from mathcode_pile.sandbox.kernel import READ_WRITE_DEVICES, SeccompFilter, apply_landlock
 from mathcode_pile.sandbox.limits import SandboxLimits
 from mathcode_pile.sandbox.protocol import recv_frame, send_frame
 
@@ -78,8 +82,10 @@ def enter_sandbox(
     stderr_path: str,
     keep_fds: tuple[int, ...],
     cpu_seconds: int | None = None,
+    syscall_filter: SeccompFilter | None = None,
 ) -> None:
-    """Confine the calling child: own process group, stdio to capped files, limits, identity, environment, guard."""
+    """Confine the calling child: own process group, stdio to capped files, limits, identity, environment, Landlock,
+    seccomp, and last the audit hook (a friendly early error; nothing depends on it)."""
     worker_pid = os.getppid()
     os.setpgid(0, 0)
     _redirect_stdio(stdout_path, stderr_path)
@@ -90,6 +96,9 @@ def enter_sandbox(
     import tempfile
 
     tempfile.tempdir = workdir
+    private = PRIVATE_TMPFS if info.mode == "namespaces" else ()
+    if private:
+        enter_run_tmpfs(info, workdir)
     os.chdir(workdir)
     apply_limits(limits, info.mode, cpu_seconds)
     if info.mode == "namespaces":
@@ -102,8 +111,25 @@ def enter_sandbox(
     linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != worker_pid:
         os._exit(70)
+    if info.landlock_abi:
+        # namespaces mode: /tmp, /var/tmp and /dev/shm are the run's own fresh tmpfs (see enter_run_tmpfs)
+        apply_landlock(info.landlock_abi, info.read_rules, (workdir, *private, *READ_WRITE_DEVICES))
+    if syscall_filter is not None:
+        syscall_filter.load()
+    elif info.mode != "unsafe-hook-only":
+        raise RuntimeError("a kernel-isolated run needs its seccomp filter")
+    _reseed_random()
     # as root without namespaces RLIMIT_NPROC does not apply: forking is then refused instead
-    install_audit_guard(workdir, allow_fork=info.mode == "namespaces" or os.geteuid() != 0)
+    install_audit_guard(workdir, allow_fork=info.mode == "namespaces" or os.geteuid() != 0, writable_roots=private)
+
+
+def _reseed_random() -> None:
+    """Forked children share the worker's random state: give each run its own streams (stdlib and numpy)."""
+    seed = int.from_bytes(os.urandom(8), "little")
+    random.seed(seed)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(seed % 2**32)
 
 
 def fresh_namespace() -> dict[str, Any]:
@@ -179,6 +205,13 @@ def run_once(code: str, status_fd: int) -> int:
     return 0 if record["kind"] == "ok" else 1
 
 
+def _reap_children() -> None:
+    """Collect the children the worker killed when the previous cell returned (nothing of a cell outlives it)."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+
+
 def _discard_pending_interrupt() -> None:
     if signal.SIGINT in signal.sigpending():
         signal.sigwait({signal.SIGINT})
@@ -195,6 +228,7 @@ def serve_session(request_fd: int, status_fd: int) -> None:
         except Exception:
             os._exit(0)
         cell += 1
+        _reap_children()
         _discard_pending_interrupt()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         try:

@@ -1,18 +1,17 @@
-"""An audit hook (PEP 578) installed in every sandboxed interpreter: the in-process layer of the sandbox.
+"""An audit hook (PEP 578) installed in every sandboxed interpreter: friendly early errors, not a boundary.
 
-The kernel-level measures (namespaces, a dropped user id, resource limits) do the real containment where they are
-available. This hook adds a second layer that also holds where they are not (an unprivileged user): it refuses
+The boundaries are the kernel's (namespaces, Landlock, seccomp, limits; see the package docstring). This hook turns
+the common attempts into a readable ``SandboxViolationError`` before the kernel refuses them with a bare errno: it
+refuses
 
-- sockets of any family but ``AF_UNIX`` (no network even without a network namespace),
-- ``ctypes`` (the usual way around every Python-level check), ``gc`` object walks (the way to reach this hook's
-  state), and running other programs (``os.system``, ``exec*``, ``posix_spawn``, ``subprocess``),
+- sockets of any family but ``AF_UNIX``, ``ctypes``, ``gc`` object walks, running other programs,
 - opening files for writing, and creating, renaming, removing or re-moding paths, outside the working directory,
 - reading other processes' environment, memory or file descriptors under ``/proc``,
 - signalling processes outside the sandbox's own process group,
 - forking, where the process count cannot be limited (root without namespaces).
 
-An audit hook cannot be removed from Python code, but it only sees what goes through the interpreter: native code in
-an extension module makes system calls directly. That is why it is the second layer, not the first.
+Code in the sandbox can switch it off (its checks read this module's globals at call time, and native code makes
+system calls directly); the attack tests do exactly that, and every attack must still fail.
 """
 
 from __future__ import annotations
@@ -71,7 +70,12 @@ def _is_write_open(mode: Any, flags: Any) -> bool:
     return isinstance(flags, int) and bool(flags & _WRITE_FLAGS)
 
 
-def install_audit_guard(workdir: str, allow_output_paths: tuple[str, ...] = (), allow_fork: bool = True) -> None:
+def install_audit_guard(
+    workdir: str,
+    allow_output_paths: tuple[str, ...] = (),
+    allow_fork: bool = True,
+    writable_roots: tuple[str, ...] = (),
+) -> None:
     """Install the hook; from now on the interpreter may write only under ``workdir`` (and ``/dev/null``).
 
     ``allow_fork=False`` also refuses ``os.fork``: for root without namespaces, where ``RLIMIT_NPROC`` is not enforced
@@ -79,6 +83,9 @@ def install_audit_guard(workdir: str, allow_output_paths: tuple[str, ...] = (), 
     """
     root = os.path.realpath(workdir)
     allowed_exact = {root, "/dev/null", *(os.path.realpath(p) for p in allow_output_paths)}
+    # the working directory and the run's own private temporary folders (namespaces mode)
+    prefixes = tuple(p + os.sep for p in (root, *(os.path.realpath(r) for r in writable_roots)))
+    allowed_exact.update(p.rstrip(os.sep) for p in prefixes)
     own_pgid = os.getpgid(0)
     realpath = os.path.realpath
     fspath = os.fspath
@@ -91,7 +98,7 @@ def install_audit_guard(workdir: str, allow_output_paths: tuple[str, ...] = (), 
             resolved = realpath(fspath(path) if not isinstance(path, bytes) else path.decode("utf-8", "replace"))
         except (TypeError, ValueError):
             return False
-        return resolved in allowed_exact or resolved.startswith(root + os.sep)
+        return resolved in allowed_exact or resolved.startswith(prefixes)
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":

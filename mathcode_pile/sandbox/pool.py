@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mathcode_pile.sandbox.isolation import scrubbed_environment
+from mathcode_pile.sandbox.isolation import ISOLATION_MODES, UID_BLOCKS, scrubbed_environment
 from mathcode_pile.sandbox.limits import DEFAULT_PRELOAD, DEFAULT_WARMUP, SandboxLimits
 from mathcode_pile.sandbox.protocol import ProtocolError, recv_frame, send_frame
 from mathcode_pile.sandbox.result import ExecResult
@@ -46,7 +47,13 @@ class _WorkerProcess:
     """One worker process and the pipe protocol to it. Not thread-safe: the pool lends it to one caller at a time."""
 
     def __init__(
-        self, preload: Sequence[str], warmup: str, isolation: str, tmpfs_mb: int, start_timeout_s: float
+        self,
+        preload: Sequence[str],
+        warmup: str,
+        isolation: str,
+        tmpfs_mb: int,
+        start_timeout_s: float,
+        uid_block: int = 0,
     ) -> None:
         package_root = str(Path(__file__).resolve().parents[2])
         env = scrubbed_environment()
@@ -67,7 +74,13 @@ class _WorkerProcess:
         self.info: WorkerInfo | None = None
         self.lock = threading.Lock()
         self.generation = 0
-        config = {"preload": list(preload), "warmup": warmup, "isolation": isolation, "tmpfs_mb": tmpfs_mb}
+        config = {
+            "preload": list(preload),
+            "warmup": warmup,
+            "isolation": isolation,
+            "tmpfs_mb": tmpfs_mb,
+            "uid_block": uid_block,
+        }
         send_frame(self.in_fd, config)
 
     def wait_ready(self) -> WorkerInfo:
@@ -140,8 +153,8 @@ class SandboxPool:
         start_timeout_s: float = 120.0,
         warmup: str | None = None,
     ) -> None:
-        if isolation not in ("auto", "namespaces", "process"):
-            raise ValueError(f"isolation must be 'auto', 'namespaces' or 'process', got {isolation!r}")
+        if isolation not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {ISOLATION_MODES}, got {isolation!r}")
         self.size = workers if workers is not None else max(1, os.cpu_count() or 1)
         if self.size < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -150,13 +163,18 @@ class SandboxPool:
             # the default warm-up exercises sympy and numpy: only meaningful when both are preloaded
             warmup = DEFAULT_WARMUP if {"sympy", "numpy"} <= set(preload) else ""
         self._spawn_args = (tuple(preload), warmup, isolation, tmpfs_mb, start_timeout_s)
+        # every worker this pool ever starts gets its own block of run user ids: runs of two workers never share one
+        self._next_uid_block = secrets.randbelow(UID_BLOCKS)
+        self._spawned = 0
         self._workers = [self._spawn() for _ in range(self.size)]
         self._available = threading.Condition()
         self._closed = False
         self._finalizer = weakref.finalize(self, _close_workers, self._workers)
 
     def _spawn(self) -> _WorkerProcess:
-        return _WorkerProcess(*self._spawn_args)
+        block = (self._next_uid_block + self._spawned) % UID_BLOCKS
+        self._spawned += 1
+        return _WorkerProcess(*self._spawn_args, uid_block=block)
 
     # -- lending workers -------------------------------------------------------------------------------------
 
@@ -205,7 +223,11 @@ class SandboxPool:
             worker = self._workers[index]
             generation = worker.generation
             try:
-                return index, generation, worker.request(message, timeout_s)
+                reply = worker.request(message, timeout_s)
+                unhealthy = reply.pop("unhealthy", None)
+                if unhealthy:  # the worker answered, then stopped: a fresh one serves this slot's next run
+                    self._replace(index, str(unhealthy))
+                return index, generation, reply
             except (ProtocolError, OSError) as exc:
                 self._replace(index, f"{type(exc).__name__}: {exc}")
                 reply = ExecResult("sandbox_error", reason=f"the sandbox worker failed ({exc}); it was replaced")

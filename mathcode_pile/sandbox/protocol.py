@@ -25,12 +25,22 @@ class FrameTimeoutError(ProtocolError):
     pass
 
 
-def send_frame(fd: int, message: dict[str, Any]) -> None:
+def send_frame(fd: int, message: dict[str, Any], deadline: float | None = None) -> None:
+    """Write one frame; with a ``deadline`` (``time.monotonic()``) the descriptor must be non-blocking, and a reader
+    that stops reading raises :class:`FrameTimeoutError` instead of blocking the writer for ever."""
     data = json.dumps(message, ensure_ascii=False).encode("utf-8")
     payload = HEADER.pack(len(data)) + data
     view = memoryview(payload)
     while view:
-        written = os.write(fd, view)
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            _, ready, _ = select.select([], [fd], [], max(0.0, wait))
+            if not ready:
+                raise FrameTimeoutError("the reader did not take the frame before the deadline")
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            continue
         view = view[written:]
 
 

@@ -10,6 +10,7 @@ parent closes the pipe.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import importlib
 import importlib.util
@@ -33,6 +34,7 @@ from mathcode_pile.sandbox.isolation import (
     kill_user,
     setup_worker_isolation,
 )
+from mathcode_pile.sandbox.kernel import SeccompFilter, build_seccomp_filter
 from mathcode_pile.sandbox.limits import SandboxLimits
 from mathcode_pile.sandbox.output import read_capped
 from mathcode_pile.sandbox.protocol import FrameTimeoutError, ProtocolError, recv_frame, send_frame
@@ -41,23 +43,81 @@ from mathcode_pile.sandbox.result import ExecResult
 #: Seconds a session cell gets to stop after SIGINT before the session is killed and restarted.
 INTERRUPT_GRACE_S = 2.0
 SETUP_FAILED_EXIT = 70
+#: How often a run's processes are checked against its memory budget (only runs with more than one process).
+MEMORY_POLL_S = 0.05
+#: Below this much free scratch space after a run, the worker asks to be replaced.
+MIN_FREE_SCRATCH_BYTES = 8 * 1024 * 1024
+#: Seconds a session gets to take its next cell off the pipe before it is restarted (it never blocks the worker).
+SESSION_WRITE_TIMEOUT_S = 5.0
+
+
+def _anon_bytes(pid: int) -> int:
+    """Resident anonymous memory of ``pid`` (``RssAnon``), 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children of all its threads, recursively)."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            tasks = [entry.name for entry in Path(f"/proc/{parent}/task").iterdir()]
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children", encoding="ascii") as handle:
+                    children = [int(p) for p in handle.read().split()]
+            except (OSError, ValueError):
+                continue
+            found.extend(children)
+            pending.extend(children)
+    return [pid for pid in found if not _is_zombie(pid)]
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet (it holds no memory and runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return True
 
 
 @dataclass
 class RunFiles:
-    """A run's private folder: ``work/`` (the snippet's cwd) beside capped ``stdout`` / ``stderr`` it cannot reach."""
+    """A run's private folder ``work/`` (its cwd, the only place it may write) and its capped ``stdout`` / ``stderr``,
+    which live in another folder, on another filesystem where there is one: a run that fills its own folder cannot
+    make its output (or the next run's) fail."""
 
     run_dir: str
+    output_dir: str
     workdir: str
     stdout: str
     stderr: str
 
     @classmethod
-    def create(cls, scratch_dir: str) -> RunFiles:
+    def create(cls, scratch_dir: str, output_root: str) -> RunFiles:
         run_dir = Path(tempfile.mkdtemp(prefix="run-", dir=scratch_dir))
         run_dir.chmod(0o711)
         (run_dir / "work").mkdir(0o700)
-        return cls(str(run_dir), str(run_dir / "work"), str(run_dir / "stdout"), str(run_dir / "stderr"))
+        output_dir = Path(tempfile.mkdtemp(prefix="out-", dir=output_root))
+        return cls(
+            str(run_dir),
+            str(output_dir),
+            str(run_dir / "work"),
+            str(output_dir / "stdout"),
+            str(output_dir / "stderr"),
+        )
 
     def output_full(self, limits: SandboxLimits) -> bool:
         for path in (self.stdout, self.stderr):
@@ -73,6 +133,7 @@ class RunFiles:
 
     def remove(self) -> None:
         shutil.rmtree(self.run_dir, ignore_errors=True)
+        shutil.rmtree(self.output_dir, ignore_errors=True)
 
 
 @dataclass
@@ -101,8 +162,11 @@ def classify(
     limits: SandboxLimits,
     cpu_used_s: float,
     cpu_limit_s: int,
+    from_exit_status: bool = True,
 ) -> tuple[str, int | None, str]:
-    """(status, exit_code, reason) of a finished run, from the child's own record and how the process ended."""
+    """(status, exit_code, reason) of a finished run: the worker's own observations (its timer, the signal, the exit
+    status) decide; the child's record only names the error. ``from_exit_status=False`` for a session cell, whose
+    interpreter lives on (its record is then the only account of the cell)."""
     if timed_out:
         return "timeout", None, f"wall time limit of {limits.timeout_s:g}s exceeded"
     if wait_status is not None and os.WIFSIGNALED(wait_status):
@@ -122,6 +186,14 @@ def classify(
             return "ok", 0, ""
         return "error", exit_code, f"process exited with code {exit_code}"
     kind = record.get("kind")
+    if exit_code is not None and from_exit_status:
+        # the exit status decides ok / not ok; the record (which the snippet could have written) only explains
+        if exit_code == 0:
+            return "ok", 0, ""
+        if kind == "exit":
+            return "error", exit_code, f"SystemExit({exit_code})"
+        if kind == "ok":  # a frame the run wrote itself: the exit status says otherwise
+            return classify(None, wait_status, False, output_full, limits, cpu_used_s, cpu_limit_s)
     if kind == "ok":
         return "ok", exit_code if exit_code is not None else 0, ""
     if kind == "exit":
@@ -134,6 +206,9 @@ def classify(
     reason = f"{error_type}: {message}" if message else error_type
     if error_type == "MemoryError":
         return "memory_limit", exit_code, f"memory limit of {limits.memory_mb} MB exceeded (MemoryError)"
+    if record.get("errno") == errno.ENOSPC:
+        # the scratch space is full: a condition of the machine, not a verdict on the code (never cached; retried)
+        return "sandbox_error", exit_code, f"no space left in the sandbox's scratch space ({reason})"
     if output_full or record.get("errno") == 27:  # EFBIG: the file-size limit refused a write
         return "output_limit", exit_code, f"file size limit of {limits.max_file_mb:g} MB reached ({reason})"
     return "error", exit_code, reason
@@ -142,11 +217,18 @@ def classify(
 class Worker:
     """The worker's request loop state: isolation info and the live session children."""
 
-    def __init__(self, info: IsolationInfo, proto_fds: tuple[int, int]) -> None:
+    def __init__(
+        self, info: IsolationInfo, proto_fds: tuple[int, int], syscall_filter: SeccompFilter | None = None
+    ) -> None:
         self.info = info
         self.proto_fds = proto_fds
+        self.syscall_filter = syscall_filter
         self.sessions: dict[int, SessionChild] = {}
         self.next_session = 1
+        #: set when the worker can no longer serve runs safely; the pool then replaces it
+        self.unhealthy = ""
+        #: anonymous memory every forked run starts with (shared with this worker until written)
+        self.baseline_anon = _anon_bytes(os.getpid())
 
     # -- helpers ---------------------------------------------------------------------------------------------
 
@@ -158,7 +240,9 @@ class Worker:
         try:
             for fd in self.proto_fds:
                 os.close(fd)
-            enter_sandbox(self.info, limits, files.workdir, files.stdout, files.stderr, keep, cpu_seconds)
+            enter_sandbox(
+                self.info, limits, files.workdir, files.stdout, files.stderr, keep, cpu_seconds, self.syscall_filter
+            )
         except BaseException:
             with contextlib.suppress(BaseException):
                 os.write(2, traceback.format_exc().encode())
@@ -196,11 +280,19 @@ class Worker:
         cpu_used_s: float,
         cpu_limit_s: int,
         note: str = "",
+        from_exit_status: bool = True,
     ) -> dict[str, Any]:
         stdout, cut_out = read_capped(files.stdout, limits.max_output_chars)
         stderr, cut_err = read_capped(files.stderr, limits.max_output_chars)
         status, exit_code, reason = classify(
-            record, wait_status, timed_out, files.output_full(limits), limits, cpu_used_s, cpu_limit_s
+            record,
+            wait_status,
+            timed_out,
+            files.output_full(limits),
+            limits,
+            cpu_used_s,
+            cpu_limit_s,
+            from_exit_status,
         )
         if note:
             reason = f"{reason}; {note}" if reason else note
@@ -210,7 +302,7 @@ class Worker:
     # -- one-shot runs ---------------------------------------------------------------------------------------
 
     def run(self, code: str, limits: SandboxLimits) -> dict[str, Any]:
-        files = RunFiles.create(self.info.scratch_dir)
+        files = RunFiles.create(self.info.scratch_dir, self.info.output_dir)
         status_r, status_w = os.pipe()
         started = time.monotonic()
         pid = self._fork_child(files, limits, (status_w,), limits.cpu_seconds)
@@ -222,11 +314,21 @@ class Worker:
                 os._exit(exit_code)
         os.close(status_w)
         pidfd = os.pidfd_open(pid)
+        deadline = started + limits.timeout_s
+        timed_out = over_memory = False
         try:
-            ready, _, _ = select.select([pidfd], [], [], limits.timeout_s)
-            timed_out = not ready
-            if timed_out:
-                self._kill_run(pid)
+            while True:
+                wait = min(MEMORY_POLL_S, deadline - time.monotonic())
+                ready, _, _ = select.select([pidfd], [], [], max(0.0, wait))
+                if ready:
+                    break
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                elif self._run_memory(pid) > limits.memory_mb * 1024 * 1024:
+                    over_memory = True
+                if timed_out or over_memory:
+                    self._kill_run(pid)
+                    break
             _, wait_status, usage = os.wait4(pid, 0)
         finally:
             os.close(pidfd)
@@ -235,9 +337,33 @@ class Worker:
         os.close(status_r)
         try:
             cpu_used = usage.ru_utime + usage.ru_stime
-            return self._result(files, limits, record, wait_status, timed_out, started, cpu_used, limits.cpu_seconds)
+            result = self._result(files, limits, record, wait_status, timed_out, started, cpu_used, limits.cpu_seconds)
+            if over_memory:
+                result["status"], result["exit_code"] = "memory_limit", None
+                result["reason"] = f"memory limit of {limits.memory_mb} MB exceeded by the run's processes together"
+            return result
         finally:
             files.remove()
+            self._check_health()
+
+    def _run_memory(self, pid: int) -> int:
+        """Anonymous memory a multi-process run added on top of the preloaded state, over all its processes.
+
+        ``RLIMIT_AS`` bounds each process; this bounds their sum, so forked children cannot multiply the limit. A
+        lone process is left to ``RLIMIT_AS`` (no /proc reads for the common case).
+        """
+        processes = _descendants(pid)
+        processes += [p for p in direct_children() if p != pid and p not in self._session_pids()]
+        if not processes:
+            return 0
+        return sum(max(0, _anon_bytes(p) - self.baseline_anon) for p in [pid, *processes])
+
+    def _check_health(self) -> None:
+        """After a run: the scratch space must have room again; if not, this worker cannot serve and says so."""
+        for folder in (self.info.scratch_dir, self.info.output_dir):
+            stats = os.statvfs(folder)
+            if stats.f_bavail * stats.f_frsize < MIN_FREE_SCRATCH_BYTES:
+                self.unhealthy = f"scratch space {folder} is full after a run"
 
     @staticmethod
     def _read_record(status_fd: int) -> dict[str, Any] | None:
@@ -250,7 +376,7 @@ class Worker:
     # -- sessions --------------------------------------------------------------------------------------------
 
     def _start_session_child(self, limits: SandboxLimits, cpu_seconds: int) -> SessionChild:
-        files = RunFiles.create(self.info.scratch_dir)
+        files = RunFiles.create(self.info.scratch_dir, self.info.output_dir)
         request_r, request_w = os.pipe()
         status_r, status_w = os.pipe()
         pid = self._fork_child(files, limits, (request_r, status_w), cpu_seconds)
@@ -261,6 +387,7 @@ class Worker:
                 os._exit(0)
         os.close(request_r)
         os.close(status_w)
+        os.set_blocking(request_w, False)  # writes to a session have a deadline (see cell)
         return SessionChild(pid, os.pidfd_open(pid), request_w, status_r, files, limits, cpu_seconds)
 
     def _stop_session_child(self, child: SessionChild) -> tuple[int | None, float]:
@@ -329,10 +456,20 @@ class Worker:
         limits = child.limits.with_timeout(timeout_s)
         child.files.truncate()
         started = time.monotonic()
+        self._drain(child.status_fd)  # frames a previous cell wrote itself are not this cell's answer
         try:
-            send_frame(child.request_fd, {"code": code, "display_last": display_last})
+            request = {"code": code, "display_last": display_last}
+            send_frame(child.request_fd, request, deadline=started + SESSION_WRITE_TIMEOUT_S)
         except OSError:  # the interpreter is gone (it died between cells)
             return self._restarted(session_id, child, limits, started, timed_out=False)
+        except ProtocolError:  # it stopped reading its requests: it may not block this worker
+            result = self._restarted(session_id, child, limits, started, timed_out=False)
+            result["status"], result["exit_code"] = "error", None
+            result["reason"] = (
+                f"the session did not take its next cell within {SESSION_WRITE_TIMEOUT_S:g}s; "
+                "the session was restarted and its variables were lost"
+            )
+            return result
         deadline = started + limits.timeout_s
         interrupted = False
         while True:
@@ -345,7 +482,10 @@ class Worker:
                 if interrupted and record.get("kind") != "interrupted":
                     # a cell that caught KeyboardInterrupt and finished anyway still ran past its limit
                     record = {"kind": "interrupted"}
-                result = self._result(child.files, limits, record, 0, False, started, 0.0, child.cpu_seconds)
+                self._stop_cell_processes(child)
+                result = self._result(
+                    child.files, limits, record, 0, False, started, 0.0, child.cpu_seconds, from_exit_status=False
+                )
                 if interrupted:
                     result["reason"] += "; the session keeps its variables"
                 result["restarted"] = False
@@ -358,6 +498,39 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGINT)
             deadline = time.monotonic() + INTERRUPT_GRACE_S
+
+    @staticmethod
+    def _drain(fd: int) -> None:
+        os.set_blocking(fd, False)
+        try:
+            while os.read(fd, 1 << 16):
+                pass
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(fd, True)
+
+    def _stop_cell_processes(self, child: SessionChild) -> None:
+        """When a cell has returned, nothing it started may go on running: stop the (idle) interpreter, kill every
+        descendant and every orphan it left, then let the interpreter continue."""
+        others = self._session_pids() - {child.pid}
+        if not _descendants(child.pid) and not [p for p in direct_children() if p not in self._session_pids()]:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGSTOP)
+        try:
+            for _ in range(1000):
+                leftovers = _descendants(child.pid)
+                if not leftovers:
+                    break
+                for signum in (signal.SIGSTOP, signal.SIGKILL):
+                    for pid in leftovers:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(pid, signum)
+            kill_leftovers(others | {child.pid})
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGCONT)
 
     # -- request loop ----------------------------------------------------------------------------------------
 
@@ -385,6 +558,7 @@ class Worker:
             self.close_session(session_id)
         kill_leftovers()
         shutil.rmtree(self.info.scratch_dir, ignore_errors=True)
+        shutil.rmtree(self.info.output_dir, ignore_errors=True)
 
 
 def _installed(modules: list[str]) -> set[str]:
@@ -454,7 +628,13 @@ def main() -> int:
         config = recv_frame(proto_in)
         preload = list(config.get("preload", []))
         installed = _installed(preload)
-        info = setup_worker_isolation(str(config.get("isolation", "auto")), int(config.get("tmpfs_mb", 512)))
+        info = setup_worker_isolation(
+            str(config.get("isolation", "auto")), int(config.get("tmpfs_mb", 512)), int(config.get("uid_block", 0))
+        )
+        syscall_filter = None
+        if info.mode != "unsafe-hook-only":
+            # where the kernel does not count this user's processes (root without namespaces), no process is created
+            syscall_filter = build_seccomp_filter(allow_processes=info.mode == "namespaces" or os.geteuid() != 0)
         loaded, missing, errors = _preload(preload)
         hidden = [name for name in missing if name.split(".")[0] in installed]
         if hidden:
@@ -467,7 +647,7 @@ def main() -> int:
             exec(compile(warmup, "<warmup>", "exec"), {"__name__": "__warmup__"})  # our own code, see DEFAULT_WARMUP
         gc.collect()
         gc.freeze()  # keep the preloaded objects out of the children's collections (fewer copied pages)
-        worker = Worker(info, (proto_in, proto_out))
+        worker = Worker(info, (proto_in, proto_out), syscall_filter)
         _check_preload_inside(worker, loaded)
     except Exception:
         send_frame(proto_out, {"ready": False, "error": traceback.format_exc()})
@@ -488,7 +668,11 @@ def main() -> int:
                 reply = worker.handle(request)
             except Exception:
                 reply = ExecResult("sandbox_error", reason=traceback.format_exc(limit=5)).to_dict()
+            if worker.unhealthy:
+                reply["unhealthy"] = worker.unhealthy
             send_frame(proto_out, reply)
+            if worker.unhealthy:
+                break  # the pool starts a fresh worker in this slot before its next run
     finally:
         worker.shutdown()
     return 0

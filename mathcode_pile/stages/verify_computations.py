@@ -42,7 +42,7 @@ class VerifyComputationsConfig(ValidatedConfig):
     verify_workers: int = field(
         default=0, metadata={"help": "Pre-warmed sandbox workers; 0 = CPU count divided by num_proc."}
     )
-    verify_isolation: Literal["auto", "namespaces", "process"] = field(
+    verify_isolation: Literal["auto", "namespaces", "process", "unsafe-hook-only"] = field(
         default="auto", metadata={"help": "Sandbox isolation (see mathcode_pile.sandbox); auto picks the strongest."}
     )
     verify_rel_tol: float = field(default=1e-4, metadata={"help": "Relative tolerance of the numeric comparison."})

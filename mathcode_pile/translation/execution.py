@@ -17,8 +17,9 @@ from mathcode_pile.llm.cache import RequestCache
 from mathcode_pile.sandbox import ExecResult, SandboxLimits, SandboxPool
 from mathcode_pile.translation.verify import VerificationSettings, verify_printed_output
 
-#: Part of the sandbox cache key: bump when the sandbox's behaviour changes.
-SANDBOX_CACHE_VERSION = "1"
+#: Part of the sandbox cache key: bump when the sandbox's behaviour changes. 2: kernel layers, verdicts from the exit
+#: status, ENOSPC reported as ``sandbox_error`` (results cached by version 1 may hold such infrastructure failures).
+SANDBOX_CACHE_VERSION = "2"
 
 
 @dataclass(frozen=True)

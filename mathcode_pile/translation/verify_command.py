@@ -123,7 +123,12 @@ def configure_verify(parser: argparse.ArgumentParser) -> Any:
         "--memory-mb", type=positive_int, default=1024, help="memory a snippet may allocate (default 1024)"
     )
     parser.add_argument("--workers", type=positive_int, default=None, help="sandbox workers (default: CPU count)")
-    parser.add_argument("--isolation", choices=("auto", "namespaces", "process"), default="auto")
+    parser.add_argument(
+        "--isolation",
+        choices=("auto", "namespaces", "process", "unsafe-hook-only"),
+        default="auto",
+        help="sandbox isolation; auto: namespaces as root, else Landlock + seccomp; unsafe-hook-only: no kernel layer",
+    )
     parser.add_argument(
         "--rel-tol", type=finite_non_negative, default=1e-4, help="relative tolerance of the numeric check"
     )
