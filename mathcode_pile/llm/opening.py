@@ -23,15 +23,20 @@ def open_llm(llm_config: LLMConfig, work_dir: Path, needed: bool) -> Iterator[LL
         yield None
         return
     cache = RequestCache(llm_config.llm_cache_path or work_dir / "llm_cache.sqlite")
+    clients: list[LLMClient] = []
     try:
         if llm_config.llm_endpoint:
-            yield LLMClient(llm_config, cache)
+            clients.append(LLMClient(llm_config, cache))
+            yield clients[0]
             return
         from mathcode_pile.llm.embedded import EMBEDDED_GGUF_NAME
         from mathcode_pile.llm.local_server import LocalLlamaServer
 
         with LocalLlamaServer(log_path=work_dir / "llama_server.log") as server:
             model = llm_config.llm_model if llm_config.llm_model != "tgi" else EMBEDDED_GGUF_NAME
-            yield LLMClient(dataclasses.replace(llm_config, llm_endpoint=server.url, llm_model=model), cache)
+            clients.append(LLMClient(dataclasses.replace(llm_config, llm_endpoint=server.url, llm_model=model), cache))
+            yield clients[0]
     finally:
+        for client in clients:
+            client.close()
         cache.close()
