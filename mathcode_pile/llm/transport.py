@@ -20,6 +20,8 @@ from typing import Any
 
 import aiohttp
 
+from mathcode_pile.llm.responses import excerpt
+
 #: Statuses worth another attempt: timeouts, rate limits, overload and gateway errors.
 TRANSIENT_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -36,7 +38,7 @@ class EndpointHTTPError(RuntimeError):
     """The endpoint answered with an error status."""
 
     def __init__(self, url: str, status: int, body: str) -> None:
-        super().__init__(f"HTTP {status} from {url}")
+        super().__init__(f"HTTP {status} from {url}: {excerpt(body)}" if body.strip() else f"HTTP {status} from {url}")
         self.response = ErrorResponse(status, body)
 
 
