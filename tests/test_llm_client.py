@@ -210,3 +210,23 @@ def test_endpoint_key_takes_several_urls() -> None:
     assert config.llm_endpoints == ["http://a:8080", "http://b:8080", "http://c/v1"]
     with pytest.raises(ValueError, match="llm_endpoint_max_failures"):
         LLMConfig(llm_endpoint="http://a", llm_endpoint_max_failures=0)
+
+
+def test_answers_written_together_are_each_committed_before_the_request_returns(tmp_path: Path) -> None:
+    """``aput`` groups concurrent writes into one transaction; each returns only once its entry is on disk, so a
+    second connection (another process after a kill) reads every entry at that moment."""
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    reader = RequestCache(tmp_path / "cache.sqlite")
+
+    async def write(count: int) -> list[bool]:
+        async def one(i: int) -> bool:
+            await cache.aput(f"key-{i}", {"text": f"answer {i}", "n": i})
+            return reader.get(f"key-{i}") == {"text": f"answer {i}", "n": i}
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+    assert all(asyncio.run(write(300)))
+    assert all(asyncio.run(write(5)))  # a later loop reuses (or restarts) the writer
+    assert len(reader) == 300
+    cache.close()
+    reader.close()

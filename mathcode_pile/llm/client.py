@@ -213,7 +213,7 @@ class LLMClient:
         async with semaphore:
             result = await self._send_with_retries(http, payload)
         if self.cache is not None:
-            self.cache.put(key, result)
+            await self.cache.aput(key, result)
         self._count("prompt_tokens", result["prompt_tokens"])
         self._count("completion_tokens", result["completion_tokens"])
         return LLMResponse(from_cache=False, **result)
