@@ -350,7 +350,7 @@ def parse_eval_args(argv: Sequence[str]) -> EvalSuiteConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mathcode_pile.cli import setup_logging
+    from mathcode_pile.log_setup import setup_logging
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     if "-h" in arguments or "--help" in arguments:

@@ -1,20 +1,24 @@
 """``mathcode-pile``: the corpus builder's command line.
 
-``build`` runs a whole corpus recipe and ``instruct`` an LCE instruction-data recipe; other subcommands run one stage
-on files (added by the stages that need them).
+``build`` runs a whole corpus recipe and ``instruct`` an LCE instruction-data recipe; the other subcommands run one
+step on files or train a model. Every subcommand is listed here (:data:`RECIPE_COMMANDS`, :data:`FILE_COMMANDS`): a
+command module only offers ``add_parser(subparsers)`` and ``run(args)`` and never imports this module, so importing a
+stage never pulls in the command line.
 Any recipe key can be overridden: ``mathcode-pile build --config R.yaml --shard_rows 50 --llm_max_concurrency 8``.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
+from mathcode_pile.classifier import cli as classify_command
 from mathcode_pile.config import RecipeError
-
-logger = logging.getLogger("mathcode_pile")
+from mathcode_pile.decontamination import cli as decontaminate_command
+from mathcode_pile.log_setup import setup_logging
+from mathcode_pile.translation import verify_command
 
 #: Friendly aliases for the most used overrides (``--endpoint`` reads better than ``--llm_endpoint``).
 BUILD_ALIASES = {
@@ -24,35 +28,6 @@ BUILD_ALIASES = {
     "--dry-run": "--dry_run",
     "--num-proc": "--num_proc",
 }
-
-#: Subcommands contributed by stage modules: name -> (help, configure parser, run).
-SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
-
-
-def register_subcommand(
-    name: str, help_text: str
-) -> Callable[[Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]], None]:
-    """Decorator: ``configure(parser)`` adds arguments and returns the function that runs the command."""
-
-    def decorator(configure: Callable[[argparse.ArgumentParser], Callable[[argparse.Namespace], int]]) -> None:
-        runner: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-        def _configure(parser: argparse.ArgumentParser) -> None:
-            runner["run"] = configure(parser)
-
-        SUBCOMMANDS[name] = (help_text, _configure, lambda args: runner["run"](args))
-
-    return decorator
-
-
-def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "fsspec"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _apply_aliases(argv: Sequence[str]) -> list[str]:
@@ -118,14 +93,12 @@ RECIPE_COMMANDS: dict[str, tuple[str, str, Callable[[argparse.Namespace, list[st
 }
 
 
-def _load_subcommand_modules() -> None:
-    """Stage modules register their subcommands when imported; the registry imports them all."""
-    import mathcode_pile.stages.registry  # noqa: F401
+#: Commands on files or models; each module has ``NAME``, ``add_parser(subparsers)`` and ``run(args) -> int``.
+FILE_COMMANDS: tuple[ModuleType, ...] = (classify_command, decontaminate_command, verify_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _load_subcommand_modules()
     parser = argparse.ArgumentParser(prog="mathcode-pile", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True)
@@ -138,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         command.add_argument("--config", help=f"recipe YAML, e.g. {example}")
         command.add_argument("--help-keys", action="store_true", help="list every recipe key with its help and exit")
-    for name, (help_text, configure, _) in sorted(SUBCOMMANDS.items()):
-        configure(subparsers.add_parser(name, help=help_text, description=help_text))
+    for module in FILE_COMMANDS:
+        module.add_parser(subparsers)
     args, unknown = parser.parse_known_args(argv)
     setup_logging(args.verbose)
     try:
@@ -147,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return RECIPE_COMMANDS[args.command][2](args, unknown)
         if unknown:
             parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-        return SUBCOMMANDS[args.command][2](args)
+        return next(module for module in FILE_COMMANDS if args.command == module.NAME).run(args)
     except RecipeError as exc:
         print(f"mathcode-pile: error: {exc}", file=sys.stderr)
         return 2

@@ -6,23 +6,22 @@ of every registered stage, so every key is documented by ``mathcode-pile build -
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mathcode_pile.config import RecipeError, ValidatedConfig, parse_recipe
-from mathcode_pile.llm.cache import RequestCache
-from mathcode_pile.llm.client import LLMClient, LLMConfig
+from mathcode_pile.llm.client import LLMConfig
+from mathcode_pile.llm.opening import open_llm
 from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
 from mathcode_pile.recipe_checks import check_build_recipe
 from mathcode_pile.runner import run_stage
 from mathcode_pile.sources import load_sources, parse_sources
-from mathcode_pile.stages.base import Stage, StageContext, get_stage_class, registered_stages
+from mathcode_pile.stages.base import Stage, StageContext
+from mathcode_pile.stages.registry import get_stage_class, registered_stages
 from mathcode_pile.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -96,27 +95,6 @@ def parse_build_configs(recipe_path: str | Path | None, overrides: Sequence[str]
         except KeyError as exc:
             raise RecipeError(f"{recipe_path}: {exc.args[0]}") from exc
     return BuildConfigs(pipeline, by_class[LLMConfig], by_class, str(recipe_path or "command line"))
-
-
-@contextlib.contextmanager
-def open_llm(llm_config: LLMConfig, work_dir: Path, needed: bool) -> Iterator[LLMClient | None]:
-    """An LLM client for the build: the given endpoint, or the embedded model served for the duration."""
-    if not needed:
-        yield None
-        return
-    cache = RequestCache(llm_config.llm_cache_path or work_dir / "llm_cache.sqlite")
-    try:
-        if llm_config.llm_endpoint:
-            yield LLMClient(llm_config, cache)
-            return
-        from mathcode_pile.llm.embedded import EMBEDDED_GGUF_NAME
-        from mathcode_pile.llm.local_server import LocalLlamaServer
-
-        with LocalLlamaServer(log_path=work_dir / "llama_server.log") as server:
-            model = llm_config.llm_model if llm_config.llm_model != "tgi" else EMBEDDED_GGUF_NAME
-            yield LLMClient(dataclasses.replace(llm_config, llm_endpoint=server.url, llm_model=model), cache)
-    finally:
-        cache.close()
 
 
 def check_token_count_tokenizer(name: str, recipe: str) -> str | None:

@@ -150,10 +150,10 @@ def check_classifier_sources(config: Any, where: str) -> None:
 
 def check_build_recipe(configs: Any) -> None:
     """Every cross-key check of a parsed build recipe (:class:`mathcode_pile.pipeline.BuildConfigs`)."""
-    from mathcode_pile.stages.base import get_stage_class, registered_stages
     from mathcode_pile.stages.classify import ClassifyConfig
     from mathcode_pile.stages.decontaminate import DecontaminateConfig
     from mathcode_pile.stages.mixture import MixtureConfig
+    from mathcode_pile.stages.registry import get_stage_class, registered_stages
 
     pipeline, where = configs.pipeline, configs.recipe
     check_card_name(pipeline.dataset_name, "dataset_name", where)

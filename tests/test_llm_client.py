@@ -129,3 +129,104 @@ def test_translate_stage_completes_with_every_row_through_injected_faults(embedd
     assert result.stats.extra["llm_retries"] >= len(script)
     assert all(proxy.counts[fault] >= 1 for fault in ("429", "503", "hang", "drop"))
     assert proxy.counts["forwarded"] >= 5
+
+
+def test_several_endpoints_share_the_load_and_a_failing_one_is_taken_out(
+    embedded_server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Three endpoints, one answering 503 to everything: every row is translated by the two healthy ones, which share
+    the requests, and the failing one is taken out of rotation once, with a warning naming it."""
+    from datasets import Dataset
+
+    from mathcode_pile.runner import run_stage
+    from mathcode_pile.stages.base import StageContext
+    from mathcode_pile.stages.translate import TranslateConfig, TranslateStage
+
+    rows = 10
+    documents = Dataset.from_dict(
+        {
+            "id": [f"doc-{i}" for i in range(rows)],
+            "text": [
+                f"A box holds {i + 3} apples and {i + 1} more are added, so it holds {2 * i + 4}." for i in range(rows)
+            ],
+            "source": ["endpoints"] * rows,
+            "metadata": ["{}"] * rows,
+        }
+    )
+    concurrency, max_failures = 3, 2
+    with (
+        FaultProxy(embedded_server.url, always="503") as failing,
+        FaultProxy(embedded_server.url) as first,
+        FaultProxy(embedded_server.url) as second,
+        caplog.at_level("WARNING", logger="mathcode_pile.llm.endpoints"),
+    ):
+        client = make_client(
+            f"{failing.url}, {first.url},{second.url}",
+            tmp_path,
+            llm_max_concurrency=concurrency,
+            llm_max_retries=6,
+            llm_endpoint_max_failures=max_failures,
+            llm_endpoint_cooldown_s=600.0,
+        )
+        stage = TranslateStage(TranslateConfig(translate_max_new_tokens=8), StageContext(tmp_path, llm=client))
+        result = run_stage(stage, documents, "endpoints", tmp_path / "stage", shard_rows=rows)
+    assert result.stats.rows_kept == rows and not result.stats.dropped
+    assert client.counters["endpoints_taken_out"] == 1
+    removals = [r.getMessage() for r in caplog.records if "out of rotation" in r.getMessage()]
+    assert len(removals) == 1 and failing.url in removals[0]
+    # requests already on their way when it was taken out may fail too, no more
+    assert max_failures <= failing.counts["received"] <= max_failures + concurrency - 1
+    assert failing.counts["forwarded"] == 0
+    assert first.counts["forwarded"] + second.counts["forwarded"] == rows
+    assert min(first.counts["forwarded"], second.counts["forwarded"]) >= rows // 4
+
+
+def test_least_loaded_endpoint_is_chosen_and_a_taken_out_one_returns_after_the_cooldown() -> None:
+    import time
+
+    from mathcode_pile.llm.endpoints import EndpointPool
+
+    pool = EndpointPool(["http://a", "http://b", "http://c"], max_failures=2, cooldown_s=0.2)
+    held = [pool.acquire() for _ in range(3)]
+    assert sorted(e.url for e in held) == ["http://a", "http://b", "http://c"]  # one each, round-robin on ties
+    pool.release(held[1], None, counts_against=False)
+    assert pool.acquire() is held[1]  # the only one with nothing in flight
+    for endpoint in held:
+        pool.release(endpoint, None, counts_against=False)
+
+    a = pool.endpoints[0]
+    for _ in range(2):  # a fails twice in a row while the others answer
+        for endpoint in [pool.acquire() for _ in range(3)]:
+            failure = ConnectionError("refused") if endpoint is a else None
+            pool.release(endpoint, failure, counts_against=failure is not None)
+    assert {pool.acquire().url for _ in range(6)} == {"http://b", "http://c"}
+    time.sleep(0.25)
+    assert "http://a" in {pool.acquire().url for _ in range(3)}
+    assert a.removals == 1
+
+
+def test_endpoint_key_takes_several_urls() -> None:
+    config = LLMConfig(llm_endpoint="http://a:8080, http://b:8080,http://a:8080 http://c/v1")
+    assert config.llm_endpoints == ["http://a:8080", "http://b:8080", "http://c/v1"]
+    with pytest.raises(ValueError, match="llm_endpoint_max_failures"):
+        LLMConfig(llm_endpoint="http://a", llm_endpoint_max_failures=0)
+
+
+def test_answers_written_together_are_each_committed_before_the_request_returns(tmp_path: Path) -> None:
+    """``aput`` groups concurrent writes into one transaction; each returns only once its entry is on disk, so a
+    second connection (another process after a kill) reads every entry at that moment."""
+    cache = RequestCache(tmp_path / "cache.sqlite")
+    reader = RequestCache(tmp_path / "cache.sqlite")
+
+    async def write(count: int) -> list[bool]:
+        async def one(i: int) -> bool:
+            await cache.aput(f"key-{i}", {"text": f"answer {i}", "n": i})
+            return reader.get(f"key-{i}") == {"text": f"answer {i}", "n": i}
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+    assert all(asyncio.run(write(300)))
+    assert all(asyncio.run(write(5)))  # a later loop reuses (or restarts) the writer
+    assert len(reader) == 300
+    cache.close()
+    reader.close()

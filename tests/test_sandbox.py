@@ -290,7 +290,7 @@ def test_process_isolation_mode_still_guards() -> None:
 
 
 def test_session_keeps_variables_and_shows_last_expression(pool: SandboxPool) -> None:
-    with pool.session() as session:
+    with PythonSession(pool=pool) as session:
         assert session.run_cell("import sympy as sp\nx = sp.Symbol('x')\nroots = sp.solve(x**2 - 4, x)").stdout == ""
         shown = session.run_cell("roots")
         assert shown.status == "ok" and shown.stdout == "[-2, 2]\n"
@@ -302,7 +302,7 @@ def test_session_keeps_variables_and_shows_last_expression(pool: SandboxPool) ->
 
 
 def test_session_timeout_interrupts_the_cell_and_keeps_state(pool: SandboxPool) -> None:
-    with pool.session() as session:
+    with PythonSession(pool=pool) as session:
         session.run_cell("kept = 'still here'")
         started = time.monotonic()
         result = session.run_cell("import time\ntime.sleep(30)", timeout_s=0.5)
@@ -313,7 +313,7 @@ def test_session_timeout_interrupts_the_cell_and_keeps_state(pool: SandboxPool) 
 
 
 def test_session_restarts_when_the_cell_ignores_interrupts_or_exits(pool: SandboxPool) -> None:
-    with pool.session() as session:
+    with PythonSession(pool=pool) as session:
         session.run_cell("value = 1")
         stubborn = (
             "import time\nwhile True:\n    try:\n        time.sleep(10)\n    except KeyboardInterrupt:\n        pass"
@@ -331,7 +331,7 @@ def test_session_restarts_when_the_cell_ignores_interrupts_or_exits(pool: Sandbo
 
 def test_session_limits_and_isolation(pool: SandboxPool) -> None:
     limits = SandboxLimits(timeout_s=3.0, memory_mb=256, max_file_mb=1, max_output_chars=500)
-    with pool.session(limits=limits) as session:
+    with PythonSession(pool=pool, limits=limits) as session:
         memory = session.run_cell("big = bytearray(600 * 2**20)")
         assert memory.status == "memory_limit"
         flood = session.run_cell("for _ in range(20000):\n    print('w' * 100)")

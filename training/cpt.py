@@ -321,7 +321,7 @@ def run_cpt(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mathcode_pile.cli import setup_logging
+    from mathcode_pile.log_setup import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     setup_logging()

@@ -355,7 +355,7 @@ def train(argv: Sequence[str]) -> tuple[Path, list[tuple[int, float]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mathcode_pile.cli import setup_logging
+    from mathcode_pile.log_setup import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:

@@ -199,7 +199,7 @@ def run_evaluation(eval_config: LCEEvalConfig, inference: LCEInferenceConfig, ll
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from mathcode_pile.cli import setup_logging
+    from mathcode_pile.log_setup import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:

@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from typing import Any
-
-from mathcode_pile.cli import register_subcommand
 
 
 def _file_sources(paths: list[str], text_field: str, prefix: str) -> list[dict[str, Any]]:
@@ -68,7 +65,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if settings.round2_sample:
         from pathlib import Path
 
-        from mathcode_pile.pipeline import open_llm
+        from mathcode_pile.llm.opening import open_llm
 
         with open_llm(llm_config, Path(args.output), needed=True) as llm:
             metrics = train_math_classifier(settings, args.output, llm)
@@ -86,8 +83,13 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
-@register_subcommand("classify", "fastText math classifier: `classify train` builds one (round 1, LLM round 2)")
-def configure_classify(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+NAME = "classify"
+HELP = "fastText math classifier: `classify train` builds one (round 1, LLM round 2)"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """The ``classify`` subcommand's parser, added to ``subparsers`` (the command line lists it in ``cli.py``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(NAME, help=HELP, description=HELP)
     actions = parser.add_subparsers(dest="classify_action", required=True)
     train = actions.add_parser("train", help="train the classifier into --output (model.bin + metrics.json)")
     train.add_argument("--output", required=True, help="folder for model.bin, metrics.json, llm_labels.jsonl")
@@ -99,8 +101,9 @@ def configure_classify(parser: argparse.ArgumentParser) -> Callable[[argparse.Na
     train.add_argument("--seed", type=int, help="seed of splits, sampling and fastText")
     train.add_argument("--round2-sample", type=int, help="documents the LLM labels for round 2 (0: round 1 only)")
     train.add_argument("--endpoint", help="LLM server for round 2 (default: the embedded model, served locally)")
+    return parser
 
-    def run(args: argparse.Namespace) -> int:
-        return _run_train(args)
 
-    return run
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen action (``train`` is the only one)."""
+    return _run_train(args)

@@ -411,8 +411,9 @@ def build_instruct(configs: InstructConfigs, progress: Callable[[str], None] = l
     from mathcode_pile.hub import push_folder_to_hub
     from mathcode_pile.lce.execution import SandboxSessions
     from mathcode_pile.llm.cache import RequestCache
+    from mathcode_pile.llm.opening import open_llm
     from mathcode_pile.output_dirs import claim_output_dir
-    from mathcode_pile.pipeline import check_token_count_tokenizer, open_llm
+    from mathcode_pile.pipeline import check_token_count_tokenizer
 
     config, inference = configs.instruct, configs.inference
     check_instruct_recipe(configs)

@@ -89,7 +89,9 @@ class SandboxSessions:
             return self._pool
 
     def __call__(self) -> SandboxCodeSession:
-        return SandboxCodeSession(self._get_pool().session(), self.timeout_s, self.max_output_chars)
+        from mathcode_pile.sandbox import PythonSession
+
+        return SandboxCodeSession(PythonSession(pool=self._get_pool()), self.timeout_s, self.max_output_chars)
 
     def close(self) -> None:
         with self._lock:

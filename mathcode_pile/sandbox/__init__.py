@@ -16,7 +16,7 @@ Two ways in, one mechanism underneath:
 
         from mathcode_pile.sandbox import PythonSession
 
-        with PythonSession(limits=SandboxLimits(timeout_s=10)) as session:   # or pool.session()
+        with PythonSession(limits=SandboxLimits(timeout_s=10)) as session:   # or PythonSession(pool=pool)
             session.run_cell("import sympy as sp\\nx = sp.Symbol('x')")
             session.run_cell("sp.solve(x**2 - 4, x)").stdout                 # '[-2, 2]\\n'
 

@@ -270,14 +270,6 @@ class SandboxPool:
         """``run`` for asyncio code: the wait happens in a thread, the event loop stays free."""
         return await asyncio.to_thread(self.run, code, timeout_s, limits)
 
-    def session(
-        self, limits: SandboxLimits | None = None, cpu_budget_s: float = 300.0, display_last: bool = True
-    ) -> Any:
-        """A stateful :class:`~mathcode_pile.sandbox.session.PythonSession` hosted by one of this pool's workers."""
-        from mathcode_pile.sandbox.session import PythonSession
-
-        return PythonSession(pool=self, limits=limits, cpu_budget_s=cpu_budget_s, display_last=display_last)
-
     def close(self) -> None:
         """Stop every worker (their children and temporary folders go with them)."""
         with self._available:

@@ -1,5 +1,6 @@
-"""Pipeline stages: small batched functions with a config dataclass, looked up by name from recipes."""
+"""Pipeline stages: small batched functions with a config dataclass, looked up by name from recipes
+(:mod:`mathcode_pile.stages.registry`)."""
 
-from mathcode_pile.stages.base import DROP_COLUMN, STAGE_REGISTRY, Stage, StageContext, get_stage_class, register_stage
+from mathcode_pile.stages.base import DROP_COLUMN, STAGE_REGISTRY, Stage, StageContext, register_stage
 
-__all__ = ["DROP_COLUMN", "STAGE_REGISTRY", "Stage", "StageContext", "get_stage_class", "register_stage"]
+__all__ = ["DROP_COLUMN", "STAGE_REGISTRY", "Stage", "StageContext", "register_stage"]

@@ -135,16 +135,3 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
         raise ValueError(f"two stages are named '{cls.name}'")
     STAGE_REGISTRY[cls.name] = cls
     return cls
-
-
-def registered_stages() -> dict[str, type[Stage]]:
-    """Every stage a recipe can name (importing the registry module imports each stage module, which registers)."""
-    import mathcode_pile.stages.registry  # noqa: F401
-
-    return STAGE_REGISTRY
-
-
-def get_stage_class(name: str) -> type[Stage]:
-    if name not in registered_stages():
-        raise KeyError(f"unknown stage '{name}'; known stages: {sorted(STAGE_REGISTRY)}")
-    return STAGE_REGISTRY[name]

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from mathcode_pile.card import CardSection, publish_stage_section
-from mathcode_pile.classifier import cli as _classify_cli  # noqa: F401  (registers `mathcode-pile classify`)
 from mathcode_pile.classifier.data import sample_training_sources, training_sources_fingerprint
 from mathcode_pile.classifier.model import MathClassifier
 from mathcode_pile.classifier.rounds import COMPLETE_MARKER, ClassifierTrainingSettings, train_math_classifier
@@ -114,7 +113,7 @@ def _labelling_llm(context: StageContext) -> Iterator[Any]:
         yield context.llm
         return
     from mathcode_pile.llm.client import LLMConfig
-    from mathcode_pile.pipeline import open_llm
+    from mathcode_pile.llm.opening import open_llm
 
     with open_llm(LLMConfig(), context.work_dir, needed=True) as llm:
         yield llm

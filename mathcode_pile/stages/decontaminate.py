@@ -18,7 +18,6 @@ from typing import Any
 from mathcode_pile.card import CardSection, publish_stage_section
 from mathcode_pile.card_text import markdown_text
 from mathcode_pile.config import RecipeError, ValidatedConfig
-from mathcode_pile.decontamination import cli as _decontaminate_cli  # noqa: F401  (registers the subcommand)
 from mathcode_pile.decontamination.benchmarks import resolve_benchmark_files
 from mathcode_pile.decontamination.index import NgramIndex
 from mathcode_pile.sources import document_metadata

@@ -25,7 +25,6 @@ from mathcode_pile.config import RecipeError, ValidatedConfig
 from mathcode_pile.llm.cache import RequestCache
 from mathcode_pile.sandbox import SandboxLimits, SandboxPool
 from mathcode_pile.stages.base import Batch, Stage, StageContext, register_stage
-from mathcode_pile.translation import verify_command  # noqa: F401  (registers `mathcode-pile verify`)
 from mathcode_pile.translation.execution import CheckedSnippet, execute_and_verify
 from mathcode_pile.translation.report import FUNNEL, funnel_key, reason_key
 from mathcode_pile.translation.verify import VerificationSettings

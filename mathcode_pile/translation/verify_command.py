@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from mathcode_pile.cli import register_subcommand
 from mathcode_pile.file_commands import (
     EXIT_FAILED,
     AtomicRowWriter,
@@ -107,11 +106,13 @@ def verify_file(
     return counts, errors
 
 
-@register_subcommand("verify", "run snippets in the sandbox and check their printed output against stated results")
-def configure_verify(parser: argparse.ArgumentParser) -> Any:
-    from mathcode_pile.sandbox import SandboxLimits
-    from mathcode_pile.translation.verify import VerificationSettings
+NAME = "verify"
+HELP = "run snippets in the sandbox and check their printed output against stated results"
 
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """The ``verify`` subcommand's parser, added to ``subparsers`` (the command line lists it in ``cli.py``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(NAME, help=HELP, description=HELP)
     parser.add_argument(
         "--input", required=True, type=Path, help="rows with 'code' and 'result' (.jsonl/.jsonl.gz/.json/.parquet)"
     )
@@ -139,31 +140,35 @@ def configure_verify(parser: argparse.ArgumentParser) -> Any:
         "--no-rounded-decimals", action="store_true", help="do not accept output that rounds to the stated decimal"
     )
     add_file_command_options(parser)
+    return parser
 
-    def run(args: argparse.Namespace) -> int:
-        try:
-            limits = SandboxLimits(timeout_s=args.timeout_s, memory_mb=args.memory_mb)
-            settings = VerificationSettings(
-                rel_tol=args.rel_tol, abs_tol=args.abs_tol, match_rounded_decimals=not args.no_rounded_decimals
-            )
-            counts, errors = verify_file(
-                args.input,
-                args.output,
-                limits,
-                settings,
-                args.workers,
-                args.isolation,
-                strict=args.strict,
-                overwrite=args.overwrite,
-            )
-        except (FileCommandError, ValueError) as exc:
-            print(f"mathcode-pile verify: error: {exc}", file=sys.stderr)
-            return EXIT_FAILED
-        outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k not in ("rows", "verified"))
-        print(f"{counts['rows']} row(s), {counts['verified']} verified ({outcomes}); written to {args.output}")
-        summary = errors.summary(counts["rows"])
-        if summary:
-            print(f"{summary}; they are written with an 'error' field and not run", file=sys.stderr)
-        return errors.exit_code
 
-    return run
+def run(args: argparse.Namespace) -> int:
+    """Check ``args.input`` into ``args.output``; the exit status says whether every row could be checked."""
+    from mathcode_pile.sandbox import SandboxLimits
+    from mathcode_pile.translation.verify import VerificationSettings
+
+    try:
+        limits = SandboxLimits(timeout_s=args.timeout_s, memory_mb=args.memory_mb)
+        settings = VerificationSettings(
+            rel_tol=args.rel_tol, abs_tol=args.abs_tol, match_rounded_decimals=not args.no_rounded_decimals
+        )
+        counts, errors = verify_file(
+            args.input,
+            args.output,
+            limits,
+            settings,
+            args.workers,
+            args.isolation,
+            strict=args.strict,
+            overwrite=args.overwrite,
+        )
+    except (FileCommandError, ValueError) as exc:
+        print(f"mathcode-pile verify: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    outcomes = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()) if k not in ("rows", "verified"))
+    print(f"{counts['rows']} row(s), {counts['verified']} verified ({outcomes}); written to {args.output}")
+    summary = errors.summary(counts["rows"])
+    if summary:
+        print(f"{summary}; they are written with an 'error' field and not run", file=sys.stderr)
+    return errors.exit_code
