@@ -134,7 +134,7 @@ LIMITS = SandboxLimits(timeout_s=3.0, memory_mb=256)
 
 def test_a_cell_s_processes_are_gone_when_it_returns() -> None:
     with SandboxPool(workers=1, preload=("math",), limits=LIMITS) as pool:
-        session = pool.session()
+        session = PythonSession(pool=pool)
         started = session.run_cell(
             textwrap.dedent(
                 """
@@ -163,9 +163,9 @@ def test_a_cell_s_processes_are_gone_when_it_returns() -> None:
 
 def test_a_session_that_forges_frames_and_stops_reading_cannot_block_others() -> None:
     with SandboxPool(workers=1, preload=("math",), limits=LIMITS) as pool:
-        bystander = pool.session()
+        bystander = PythonSession(pool=pool)
         assert bystander.run_cell("kept = 41").status == "ok"
-        attacker = pool.session()
+        attacker = PythonSession(pool=pool)
         forged = attacker.run_cell(
             textwrap.dedent(
                 """
