@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import shutil
 from dataclasses import dataclass, field
 
@@ -59,12 +59,15 @@ def check_executor_available(config: ExecutorConfig) -> None:
     """Fail before any work when the chosen executor cannot run here, saying what to install."""
     if not config.scaled:
         return
-    if importlib.util.find_spec("datatrove") is None:
-        raise RecipeError(
-            f"executor {config.executor!r} needs datatrove, which is not installed: {SCALE_INSTALL_HINT}"
-        )
-    if config.executor == "ray" and importlib.util.find_spec("ray") is None:
-        raise RecipeError(f"executor 'ray' needs Ray, which is not installed: {SCALE_INSTALL_HINT}")
+    for module, name in (("datatrove", "datatrove"), ("ray", "Ray")):
+        if module == "ray" and config.executor != "ray":
+            continue
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise RecipeError(
+                f"executor {config.executor!r} needs {name}, which is not installed ({error}): {SCALE_INSTALL_HINT}"
+            ) from error
     if config.executor == "slurm" and shutil.which("sbatch") is None:
         raise RecipeError(
             "executor 'slurm' needs the Slurm client: 'sbatch' is not on PATH. Run the build on a Slurm login node "
