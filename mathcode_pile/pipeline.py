@@ -172,6 +172,7 @@ def build_pile(configs: BuildConfigs) -> Path:
             # stages that publish a card section with a plot write it into the output folder
             extras={"output_dir": str(output_dir)},
         )
+        stages_started = time.perf_counter()
         if executor.scaled:
             from mathcode_pile.scale.build import run_stages_scaled
 
@@ -193,6 +194,7 @@ def build_pile(configs: BuildConfigs) -> Path:
             )
             dataset, fingerprint = result.dataset, result.fingerprint
             all_stats.append(result.stats)
+        logger.info("stages finished in %.2fs (executor %s)", time.perf_counter() - stages_started, executor.executor)
         model = llm.config.llm_model if llm is not None else None
     assemble_corpus(
         dataset,
