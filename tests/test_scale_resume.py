@@ -1,5 +1,5 @@
 """A local datatrove task killed with kill -9 mid-way: the rerun runs only that task, pays no request twice, and the
-rows equal an uninterrupted run's and the one-machine build's given the same answers."""
+rows equal an uninterrupted run's, a Ray run's and the one-machine build's given the same answers."""
 
 from __future__ import annotations
 
@@ -91,6 +91,12 @@ def test_killed_task_is_rerun_alone_and_pays_nothing_twice(
         (Path(f"{reference}_work")).mkdir()
         shutil.copytree(work / "llm_cache", Path(f"{reference}_work") / "llm_cache")
         subprocess.run(command(recipe, proxy.url, reference, "--overwrite"), check=True, capture_output=True)
+        # so does a local Ray cluster's run, its tasks reading the same per-task caches
+        on_ray = tmp_path / "ray"
+        Path(f"{on_ray}_work").mkdir()
+        shutil.copytree(work / "llm_cache", Path(f"{on_ray}_work") / "llm_cache")
+        extra_ray = ("--overwrite", "--executor", "ray", "--ray_num_cpus", "2")
+        subprocess.run(command(recipe, proxy.url, on_ray, *extra_ray), check=True, capture_output=True)
         # the one-machine build, given the tasks' answers merged into one cache, writes the same rows too
         merged = tmp_path / "answers.sqlite"
         with closing(sqlite3.connect(merged)) as target:
@@ -109,5 +115,6 @@ def test_killed_task_is_rerun_alone_and_pays_nothing_twice(
     assert len(expected) == DOCS
     assert rows_by_id(reference) == expected
     assert rows_by_id(one_machine) == expected
+    assert rows_by_id(on_ray) == expected
     stats = {s["stage"]: s for s in json.loads((resumed / "stats.json").read_text())}
     assert stats["translate"]["rows_in"] == DOCS
