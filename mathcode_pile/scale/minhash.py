@@ -1,22 +1,27 @@
 """datatrove's multi-stage MinHash set up to see documents as the one-machine dedup does.
 
 The one-machine index (:mod:`mathcode_pile.dedup.minhash`) shingles the project's normalized tokens (case,
-punctuation and LaTeX delimiters ignored) and bands signatures as datasketch chooses for the threshold. Here
-datatrove's own text simplification is switched off and its word tokenizer is the project's normalizer, so both
-paths shingle the same words, and the bucket count and hashes per bucket are datasketch's banding for the same
-threshold and permutation count. The hash functions differ, so the two agree on clusters up to MinHash's estimate
-(``tests/test_scale_dedup.py`` checks planted near-duplicates are found alike).
+punctuation and LaTeX delimiters ignored) and bands signatures as datasketch chooses for the threshold. Here the
+signature step takes its shingles from that same :func:`~mathcode_pile.dedup.minhash.shingles` function (hashed with
+xxhash64 on bytes: datatrove's own per-n-gram hashing of str was the step's cost, and the xxhash release installed
+here refuses str), so both paths shingle the same words, and the bucket count and hashes per bucket are
+datasketch's banding for the same threshold and permutation count. The permutations differ, so the two agree on
+clusters up to MinHash's estimate (``tests/test_scale_dedup.py`` checks planted near-duplicates are found alike).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import xxhash
+from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from mathcode_pile.decontamination.normalize import normalize_tokens
+from mathcode_pile.dedup.minhash import shingles
 
 
 class NormalizedWordTokenizer(WordTokenizer):
@@ -55,7 +60,13 @@ def minhash_config(dedup_config: Any) -> Any:
     )
 
 
-def signature_step(output_folder: str, config: Any) -> Any:
-    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+class NormalizedMinhashSignature(MinhashDedupSignature):
+    """datatrove's signature step over the project's shingles."""
 
-    return MinhashDedupSignature(output_folder, config=config, language=NormalizedWordTokenizer())
+    def get_shingles(self, text: str) -> np.ndarray:
+        hashes = [xxhash.xxh64_intdigest(shingle) for shingle in shingles(text, self.config.n_grams)]
+        return np.array(hashes, dtype=np.uint64).reshape((-1, 1))
+
+
+def signature_step(output_folder: str, config: Any) -> Any:
+    return NormalizedMinhashSignature(output_folder, config=config, language=NormalizedWordTokenizer())
