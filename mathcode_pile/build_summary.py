@@ -31,7 +31,12 @@ def funnel_totals(stats: list[StageStats]) -> Counter[str]:
 
 
 def summarize_build(output_dir: Path, work_dir: Path, recipe: str) -> str:
-    """A short plain-text summary of a finished build in ``output_dir`` (its ``stats.json`` must exist)."""
+    """A short plain-text summary of a finished build in ``output_dir`` (or of queued Slurm jobs: no stats yet)."""
+    if not (output_dir / "stats.json").exists():
+        return (
+            f"Slurm jobs submitted; logs under {work_dir / 'scale'}. Once they have finished, rerun the same command "
+            f"with --executor local (same --tasks) to assemble the dataset into {output_dir}"
+        )
     stats = load_stats(output_dir / "stats.json")
     rows = stats[-1].rows_kept if stats else 0
     translated = any(stage.stage == "render_computations" for stage in stats)
@@ -51,7 +56,10 @@ def summarize_build(output_dir: Path, work_dir: Path, recipe: str) -> str:
     lines.append(f"  dataset card: {output_dir / 'README.md'}   statistics: {output_dir / 'stats.json'}")
     if dropped:
         reasons = ", ".join(f"{reason} {count}" for reason, count in dropped.most_common())
-        lines.append(f"  dropped rows, with reasons: {work_dir}/<NN>_<stage>/*.dropped.parquet  ({reasons})")
+        where = f"{work_dir}/<NN>_<stage>/*.dropped.parquet"
+        if (work_dir / "scale").is_dir():  # a datatrove executor's exclusion writers
+            where = f"{work_dir}/scale/<fingerprint>/dropped/<stage>/*.parquet"
+        lines.append(f"  dropped rows, with reasons: {where}  ({reasons})")
     lines.append(
         f"  with a real translation model: mathcode-pile build --config {recipe} --endpoint http://HOST:PORT "
         "--llm_model MODEL  (any TGI, vLLM, SGLang or llama.cpp server)"

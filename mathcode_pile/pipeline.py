@@ -19,6 +19,7 @@ from mathcode_pile.llm.opening import open_llm
 from mathcode_pile.output_dirs import OverwriteOption, claim_output_dir
 from mathcode_pile.recipe_checks import check_build_recipe
 from mathcode_pile.runner import run_stage
+from mathcode_pile.scale.config import ExecutorConfig, check_executor_available
 from mathcode_pile.sources import load_sources, parse_sources
 from mathcode_pile.stages.base import Stage, StageContext
 from mathcode_pile.stages.registry import get_stage_class, registered_stages
@@ -66,7 +67,7 @@ class PipelineConfig(ValidatedConfig, OverwriteOption):
 
 def build_config_classes() -> list[type]:
     """Pipeline + LLM configs + one config class per registered stage (deduplicated, in a stable order)."""
-    classes: list[type] = [PipelineConfig, LLMConfig]
+    classes: list[type] = [PipelineConfig, LLMConfig, ExecutorConfig]
     for stage_class in registered_stages().values():
         if stage_class.config_class not in classes:
             classes.append(stage_class.config_class)
@@ -118,11 +119,17 @@ def check_token_count_tokenizer(name: str, recipe: str) -> str | None:
 
 
 def build_pile(configs: BuildConfigs) -> Path:
-    """Run the whole build described by ``configs``; returns the output folder."""
+    """Run the whole build described by ``configs``; returns the output folder.
+
+    ``executor: datasets`` runs every stage here through :func:`run_stage`; ``local``, ``ray`` and ``slurm`` run the
+    same stages as datatrove pipelines (:mod:`mathcode_pile.scale.build`). Assembly is the same either way.
+    """
     from mathcode_pile.assemble import assemble_corpus
     from mathcode_pile.hub import push_folder_to_hub
 
     pipeline = configs.pipeline
+    executor: ExecutorConfig = configs.stage_configs[ExecutorConfig]
+    check_executor_available(executor)
     check_build_recipe(configs)
     token_counter = check_token_count_tokenizer(pipeline.token_count_tokenizer, configs.recipe)
     output_dir = claim_output_dir(pipeline.output_dir, "output_dir", configs.recipe, pipeline.overwrite, "build")
@@ -143,7 +150,16 @@ def build_pile(configs: BuildConfigs) -> Path:
             # stages that publish a card section with a plot write it into the output folder
             extras={"output_dir": str(output_dir)},
         )
-        for index, stage_class in enumerate(stage_classes, start=1):
+        stages_started = time.perf_counter()
+        if executor.scaled:
+            from mathcode_pile.scale.build import run_stages_scaled
+
+            scaled = run_stages_scaled(configs, dataset, fingerprint, work_dir, output_dir, llm, stage_classes)
+            if scaled is None:  # Slurm: jobs queued; a rerun assembles
+                return output_dir
+            dataset, stage_stats = scaled
+            all_stats.extend(stage_stats)
+        for index, stage_class in enumerate([] if executor.scaled else stage_classes, start=1):
             stage: Stage = stage_class(configs.stage_configs[stage_class.config_class], context)
             logger.info("stage %d/%d: %s on %d rows", index, len(stage_classes), stage.name, len(dataset))
             result = run_stage(
@@ -156,6 +172,7 @@ def build_pile(configs: BuildConfigs) -> Path:
             )
             dataset, fingerprint = result.dataset, result.fingerprint
             all_stats.append(result.stats)
+        logger.info("stages finished in %.2fs (executor %s)", time.perf_counter() - stages_started, executor.executor)
         model = llm.config.llm_model if llm is not None else None
     assemble_corpus(
         dataset,
