@@ -21,7 +21,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from mathcode_pile.scale.documents import batch_rows, documents_to_batch, row_to_document
-from mathcode_pile.stages.base import DROP_COLUMN, Stage, StageContext, get_stage_class
+from mathcode_pile.stages.base import DROP_COLUMN, Stage, StageContext
+from mathcode_pile.stages.registry import get_stage_class
 
 #: Batches an LLM stage has in flight at once inside one task (each batch sends up to llm_max_concurrency requests).
 ASYNC_BATCHES_IN_FLIGHT = 8
@@ -126,6 +127,8 @@ class StageStep(PipelineStep):
         finally:
             if writer is not None:
                 writer.__exit__(None, None, None)
+            if llm is not None:
+                llm.close()
             if cache is not None:
                 cache.close()
 
