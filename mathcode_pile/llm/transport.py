@@ -59,31 +59,27 @@ def base_url(endpoint: str) -> str:
     return endpoint.rstrip("/").removesuffix("/v1")
 
 
-def chat_request(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    body: dict[str, Any] = {
-        "model": payload["model"],
-        "messages": payload["messages"],
+def _openai_body(payload: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """The generation settings both OpenAI-compatible routes share, after the route's own ``fields``."""
+    body = {
+        **fields,
         "max_tokens": payload["max_new_tokens"],
         "temperature": payload["temperature"],
         "seed": payload["seed"],
     }
     if payload["stop"]:
         body["stop"] = payload["stop"]
-    return "/v1/chat/completions", body
+    return body
+
+
+def chat_request(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "/v1/chat/completions", _openai_body(payload, model=payload["model"], messages=payload["messages"])
 
 
 def completions_request(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    body: dict[str, Any] = {
-        "prompt": payload["prompt"],
-        "max_tokens": payload["max_new_tokens"],
-        "temperature": payload["temperature"],
-        "seed": payload["seed"],
-    }
-    if payload["model"] != "tgi":
-        body["model"] = payload["model"]
-    if payload["stop"]:
-        body["stop"] = payload["stop"]
-    return "/v1/completions", body
+    # a TGI server takes no model name on this route; any other server is told which model to use
+    named = {"model": payload["model"]} if payload["model"] != "tgi" else {}
+    return "/v1/completions", _openai_body(payload, prompt=payload["prompt"], **named)
 
 
 def generate_request(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
