@@ -152,4 +152,6 @@ class StageStep(PipelineStep):
                 for output in loop.run_until_complete(apply()):
                     yield from self._emit(output, writer, rank)
         finally:
+            # as asyncio.run does: the async generators tied to the loop (the LLM client's HTTP session) end first
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
