@@ -28,6 +28,7 @@ from mathcode_pile.scale.config import ExecutorConfig
 from mathcode_pile.scale.executors import make_executor, run_with_retries, start_ray
 from mathcode_pile.scale.minhash import minhash_config, signature_step
 from mathcode_pile.scale.stats import stage_stats, step_counters
+from mathcode_pile.stages.dedup import DATATROVE_MINHASH_COUNTER
 from mathcode_pile.stats import StageStats
 
 logger = logging.getLogger(__name__)
@@ -169,6 +170,8 @@ def _stats_of(root: Path, plan: list[tuple[str, list[Any], int, int | None]], st
                 rows_kept=int(counters["forwarded"]),
                 dropped=Counter({"near_duplicate": dropped} if dropped else {}),
                 seconds=seconds,
+                # the card says which MinHash ran; datatrove's filter does not tell a cluster's sources apart
+                extra=Counter({DATATROVE_MINHASH_COUNTER: 1}),
             )
     raise KeyError(stage_name)
 

@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 SIGNATURES_DIR = "dedup_signatures"
 
 
+#: set (to 1) in the stats of a dedup run by datatrove's MinHash steps rather than by this stage
+DATATROVE_MINHASH_COUNTER = "datatrove_minhash"
+
+
 @dataclass
 class DedupConfig(ValidatedConfig):
     dedup_threshold: float = field(
@@ -162,12 +166,20 @@ class DedupStage(Stage):
 
     def card_section(self, stats: StageStats) -> CardSection:
         removed = stats.dropped.get("near_duplicate", 0)
-        cross = stats.extra.get("cross_source_duplicates", 0)
-        body = (
-            f"Near-duplicates are removed with MinHash LSH (datasketch): {self.config.dedup_ngram_size}-word shingles "
-            f"of normalized text, {self.config.dedup_num_perm} permutations, estimated Jaccard similarity "
-            f">= {self.config.dedup_threshold}; the first document of each cluster is kept. "
-            f"{removed:,} of {stats.rows_in:,} documents were removed, {cross:,} of them duplicates of a document "
-            "from another source."
+        settings = (
+            f"{self.config.dedup_ngram_size}-word shingles of normalized text, {self.config.dedup_num_perm} "
+            f"permutations, estimated Jaccard similarity >= {self.config.dedup_threshold}; the first document of each "
+            f"cluster is kept. {removed:,} of {stats.rows_in:,} documents were removed"
         )
+        if stats.extra.get(DATATROVE_MINHASH_COUNTER):
+            body = (
+                "Near-duplicates are removed with datatrove's multi-stage MinHash (signatures, buckets, clusters, "
+                f"filter) over tasks: {settings}."
+            )
+        else:
+            cross = stats.extra.get("cross_source_duplicates", 0)
+            body = (
+                f"Near-duplicates are removed with MinHash LSH (datasketch): {settings}, {cross:,} of them "
+                "duplicates of a document from another source."
+            )
         return CardSection("Deduplication", body)
