@@ -123,6 +123,8 @@ def run_stages_scaled(
     _prepare_shared_models(stage_classes, configs, context)
     if executor_config.executor == "ray":
         start_ray(executor_config)
+    if executor_config.executor == "local":
+        preload_local_workers(stage_classes)
     llm_config = llm.config if llm is not None else None
     plan, final_folder = _plan(configs, stage_classes, root, str(work_dir), str(output_dir), llm_config)
     previous = None
@@ -146,6 +148,20 @@ def run_stages_scaled(
         return None
     stats = [_stats_of(root, plan, name) for name in stage_names]
     return read_rows(final_folder), stats
+
+
+def preload_local_workers(stage_classes: list[type]) -> None:
+    """Import the stage code once, in the fork server every local worker of every step is forked from.
+
+    datatrove's local executor starts its workers with ``forkserver``; without a preload each worker of each step
+    imports the stages, ``datasets`` and datatrove again (about 3 s of CPU apiece, measured), which on a few cores is
+    a large share of a step.
+    """
+    import multiprocess
+
+    modules = {"mathcode_pile.scale.stage_step", "datatrove.pipeline.dedup.minhash", "datatrove.pipeline.readers"}
+    modules.update(stage_class.__module__ for stage_class in stage_classes)
+    multiprocess.get_context("forkserver").set_forkserver_preload(sorted(modules))
 
 
 def read_rows(folder: Path) -> Dataset:
