@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -11,8 +12,12 @@ from pathlib import Path
 
 
 def kill_when(command: list[str], ready: Callable[[], bool], timeout_s: float = 240) -> None:
-    """Start ``command``, wait until ``ready()`` holds, then ``kill -9`` it."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Start ``command``, wait until ``ready()`` holds, then ``kill -9`` it with every process it started.
+
+    The build runs in a session of its own and the whole process group is killed, as a crash of the machine or a
+    Ctrl-C of a terminal's job would take it: a worker forked by the build must not outlive the test.
+    """
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     try:
         while not ready():
@@ -20,8 +25,8 @@ def kill_when(command: list[str], ready: Callable[[], bool], timeout_s: float = 
             assert time.monotonic() < deadline, "the build made no progress"
             time.sleep(0.05)
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # the group has ended already
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 
